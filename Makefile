@@ -69,8 +69,8 @@ lint: install ## ruff over the Python code
 validate: $(RASA_VENV)/.installed ## rasa data validate, failing on errors
 	$(RASA) data validate --fail-on-warnings
 
-test-actions: $(RASA_VENV)/.installed ## custom actions against a real HTTP server and SQLite
-	$(RASA_PY) -m pytest tests/actions
+test-actions: $(RASA_VENV)/.installed ## custom actions and tracker store against a real HTTP server and SQLite
+	$(RASA_PY) -m pytest tests/actions tests/addons
 
 test-retrieval: $(QA_VENV)/.installed ## retrieval and reader
 	$(QA_PY) -m pytest tests/retrieval tests/reader

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from rasa.core.brokers.broker import EventBroker
 from rasa.core.tracker_store import SQLTrackerStore
@@ -21,9 +21,9 @@ class DatabaseUrlTrackerStore(SQLTrackerStore):
 
     def __init__(
         self,
-        domain: Optional[Domain] = None,
-        host: Optional[str] = None,
-        event_broker: Optional[EventBroker] = None,
+        domain: Domain | None = None,
+        host: str | None = None,
+        event_broker: EventBroker | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(

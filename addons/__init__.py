@@ -1,0 +1,1 @@
+"""Extensions Rasa loads by class path from endpoints.yml and config.yml."""
