@@ -70,5 +70,15 @@ def read_squad(path: str | Path) -> list[SquadParagraph]:
             for article in payload["data"]
             for paragraph in article["paragraphs"]
         ]
-    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-        raise SquadFormatError(f"{path}: not a readable SQuAD file ({type(error).__name__}: {error})") from error
+    except (
+        OSError,
+        EOFError,
+        UnicodeDecodeError,
+        json.JSONDecodeError,
+        KeyError,
+        TypeError,
+        ValueError,
+    ) as error:
+        raise SquadFormatError(
+            f"{path}: not a readable SQuAD file ({type(error).__name__}: {error})"
+        ) from error

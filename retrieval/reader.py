@@ -1,0 +1,190 @@
+"""The reader: extracts the answer to a question from retrieved passages.
+
+`Reader.answer_many` is what serving AND training-time evaluation call, so the
+dev numbers measure the code path that answers users.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoTokenizer, BertForQuestionAnswering, PreTrainedModel, PreTrainedTokenizerBase
+
+from retrieval.documents import Passage
+from retrieval.postprocess import rank_spans
+from retrieval.qa_features import FeatureConfig, QAPair, Window, collate, encode_pairs
+
+CONFIG_FILE = "reader_config.json"
+
+
+@dataclass(frozen=True)
+class ReaderConfig:
+    """Everything besides the weights that decides an answer; saved next to them as reader_config.json."""
+
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    max_answer_tokens: int = 30
+    n_best_per_window: int = 20
+    batch_size: int = 32
+    abstain_threshold: float = 0.0  # answers below this confidence become "no answer"; set by calibration
+
+    def save(self, model_dir: str | Path) -> None:
+        (Path(model_dir) / CONFIG_FILE).write_text(
+            json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8"
+        )
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> ReaderConfig:
+        path = Path(model_dir) / CONFIG_FILE
+        if not path.exists():
+            return cls()
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return cls(**{**raw, "features": FeatureConfig(**raw.get("features", {}))})
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A possible answer: exact characters passage.text[start:end]."""
+
+    text: str
+    confidence: float
+    passage: Passage
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The reader's answer. When `abstained`, text is "" and passage/start/end are None;
+    `confidence` is then the best span's confidence (why it abstained) and `candidates` still lists
+    the guesses."""
+
+    text: str
+    confidence: float
+    abstained: bool
+    passage: Passage | None
+    start: int | None
+    end: int | None
+    candidates: tuple[Candidate, ...]
+
+
+class Reader:
+    """A span-extraction model with its tokenizer and answer policy."""
+
+    def __init__(
+        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: ReaderConfig
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config
+        self.device = next(model.parameters()).device
+
+    @classmethod
+    def load(cls, model_dir: str | Path, threads: int | None = None, device: str = "cpu") -> Reader:
+        """Load a saved reader; weights stored in fp16 (to ship small) are computed in fp32 on CPU."""
+        model_dir = Path(model_dir)
+        if not (model_dir / "config.json").exists():
+            raise FileNotFoundError(f"{model_dir} is not a reader model directory (no config.json)")
+        if threads is not None:
+            torch.set_num_threads(threads)
+        model = BertForQuestionAnswering.from_pretrained(model_dir, dtype=torch.float32).to(device)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        return cls(model, tokenizer, ReaderConfig.load(model_dir))
+
+    @torch.inference_mode()
+    def _logits(self, windows: Sequence[Window]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Start/end logits per window (unpadded), batched by similar length to waste little on padding."""
+        was_training = self.model.training
+        self.model.eval()
+        results: list[tuple[np.ndarray, np.ndarray]] = [None] * len(windows)  # type: ignore[list-item]
+        order = sorted(range(len(windows)), key=lambda i: len(windows[i].input_ids))
+        for batch_start in range(0, len(order), self.config.batch_size):
+            indices = order[batch_start : batch_start + self.config.batch_size]
+            batch = collate([windows[i] for i in indices], self.tokenizer.pad_token_id, with_labels=False)
+            output = self.model(**{name: tensor.to(self.device) for name, tensor in batch.items()})
+            starts = output.start_logits.float().cpu().numpy()
+            ends = output.end_logits.float().cpu().numpy()
+            for row, index in enumerate(indices):
+                length = len(windows[index].input_ids)
+                results[index] = (starts[row, :length], ends[row, :length])
+        self.model.train(was_training)
+        return results
+
+    def answer_many(self, queries: Sequence[tuple[str, Sequence[Passage]]], top_n: int = 5) -> list[Answer]:
+        """Answer several (question, passages) queries with shared batches; one Answer per query, in order."""
+        pairs: list[QAPair] = []
+        owners: list[tuple[int, Passage]] = []  # pair index -> (query index, passage)
+        for query_index, (question, passages) in enumerate(queries):
+            if not question or not question.strip():
+                raise ValueError("the question is empty")
+            for passage in passages:
+                pairs.append(QAPair(question=question, context=passage.text))
+                owners.append((query_index, passage))
+        windows = encode_pairs(self.tokenizer, pairs, self.config.features)
+        logits = self._logits(windows)
+        by_query: list[list[int]] = [[] for _ in queries]
+        for window_index, window in enumerate(windows):
+            by_query[owners[window.pair_index][0]].append(window_index)
+        contexts = [pair.context for pair in pairs]
+        return [
+            self._decide([windows[i] for i in indices], [logits[i] for i in indices], contexts, owners, top_n)
+            for indices in by_query
+        ]
+
+    def answer(self, question: str, passages: Sequence[Passage], top_n: int = 5) -> Answer:
+        """The best answer span in `passages` (with up to `top_n` candidates), or an abstention."""
+        return self.answer_many([(question, passages)], top_n=top_n)[0]
+
+    def _decide(
+        self,
+        windows: list[Window],
+        logits: list[tuple[np.ndarray, np.ndarray]],
+        contexts: list[str],
+        owners: list[tuple[int, Passage]],
+        top_n: int,
+    ) -> Answer:
+        prediction = rank_spans(
+            windows,
+            [start for start, _ in logits],
+            [end for _, end in logits],
+            contexts,
+            max_answer_tokens=self.config.max_answer_tokens,
+            n_best_per_window=self.config.n_best_per_window,
+            top_n=max(1, top_n),
+        )
+        candidates = tuple(
+            Candidate(
+                text=c.text,
+                confidence=c.confidence,
+                passage=owners[c.pair_index][1],
+                start=c.start,
+                end=c.end,
+            )
+            for c in prediction.candidates
+        )
+        best = prediction.best(self.config.abstain_threshold)
+        if best is None:
+            confidence = candidates[0].confidence if candidates else 0.0
+            return Answer(
+                text="",
+                confidence=confidence,
+                abstained=True,
+                passage=None,
+                start=None,
+                end=None,
+                candidates=candidates,
+            )
+        top = candidates[0]
+        return Answer(
+            text=top.text,
+            confidence=top.confidence,
+            abstained=False,
+            passage=top.passage,
+            start=top.start,
+            end=top.end,
+            candidates=candidates,
+        )

@@ -1,0 +1,89 @@
+"""The Reader with real models: the packaged MiniLM shipped in fp16, and the tiny model for policy checks."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import torch
+from transformers import BertForQuestionAnswering
+
+from retrieval.documents import Passage
+from retrieval.reader import Reader, ReaderConfig
+from retrieval.train import Distributed, default_init_dir, save_best
+
+PASSAGES = [
+    Passage("p1", "Lighthouses", "The Brightwater lighthouse was built in 1871 by the engineer Mara Okafor."),
+    Passage("p2", "Cafés", "The Café Lumière in São Paulo serves crème brûlée every Friday."),
+]
+
+
+@pytest.fixture(scope="module")
+def shipped_minilm(tmp_path_factory, tokenizer):
+    """The packaged MiniLM with a new QA head, saved the way training ships the best model (fp16)."""
+    out = tmp_path_factory.mktemp("minilm-reader")
+    model = BertForQuestionAnswering.from_pretrained(default_init_dir())
+    save_best(
+        out,
+        model,
+        tokenizer,
+        ReaderConfig(),
+        argparse.Namespace(save_dtype="fp16"),
+        {"f1": 0.0},
+        Distributed(0, 0, 1, torch.device("cpu")),
+    )
+    return out, model
+
+
+def test_packaged_minilm_ships_under_50_mb_and_loads_back_in_fp32(shipped_minilm):
+    out, original = shipped_minilm
+    weights = list(out.glob("*.safetensors"))
+    assert len(weights) == 1 and weights[0].stat().st_size < 50 * 1024 * 1024
+    reader = Reader.load(out, threads=1)
+    assert all(p.dtype == torch.float32 for p in reader.model.parameters())
+    assert reader.model.config.num_hidden_layers == 6 and reader.model.config.hidden_size == 384
+    for name, tensor in original.state_dict().items():
+        torch.testing.assert_close(reader.model.state_dict()[name], tensor.half().float())
+
+
+def test_answer_is_an_exact_span_of_one_of_the_passages(shipped_minilm):
+    reader = Reader.load(shipped_minilm[0])
+    answer = reader.answer("Where is the Café Lumière?", PASSAGES, top_n=3)
+    assert not answer.abstained and answer.passage in PASSAGES
+    assert answer.passage.text[answer.start : answer.end] == answer.text
+    assert 0.0 <= answer.confidence <= 1.0 and 1 <= len(answer.candidates) <= 3
+    assert answer.candidates[0].text == answer.text
+    assert all(c.passage.text[c.start : c.end] == c.text for c in answer.candidates)
+
+
+@pytest.fixture()
+def tiny_reader(tiny_model_dir):
+    return Reader.load(tiny_model_dir, threads=1)
+
+
+def test_reader_abstains_below_its_threshold(tiny_reader):
+    sure = Reader(tiny_reader.model, tiny_reader.tokenizer, ReaderConfig(abstain_threshold=0.0)).answer(
+        "Who built it?", PASSAGES
+    )
+    assert not sure.abstained and sure.text
+    unsure = Reader(tiny_reader.model, tiny_reader.tokenizer, ReaderConfig(abstain_threshold=1.01)).answer(
+        "Who built it?", PASSAGES
+    )
+    assert unsure.abstained and unsure.text == "" and unsure.passage is None and unsure.start is None
+    assert unsure.candidates == sure.candidates  # the guesses are still there to inspect
+    assert unsure.confidence == sure.confidence
+
+
+def test_batched_answers_equal_one_by_one_answers(tiny_reader):
+    questions = ["Who built the lighthouse?", "What does the café serve?"]
+    batched = tiny_reader.answer_many([(q, PASSAGES) for q in questions])
+    assert batched == [tiny_reader.answer(q, PASSAGES) for q in questions]
+
+
+def test_no_passages_gives_an_abstention_and_bad_input_a_clear_error(tiny_reader, tmp_path):
+    empty = tiny_reader.answer("Who built it?", [])
+    assert empty.abstained and empty.candidates == () and empty.confidence == 0.0
+    with pytest.raises(ValueError, match="empty"):
+        tiny_reader.answer("   ", PASSAGES)
+    with pytest.raises(FileNotFoundError, match="not a reader model directory"):
+        Reader.load(tmp_path)
