@@ -20,6 +20,12 @@ from retrieval.postprocess import rank_spans
 from retrieval.qa_features import FeatureConfig, QAPair, Window, collate, encode_pairs
 
 CONFIG_FILE = "reader_config.json"
+# Files written by retrieval.export into an export directory, per Reader backend ("torch" reads the
+# Hugging Face weights). All of them take and give plain tensors in these orders.
+EXPORTED_FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
+BACKENDS = ("torch", *EXPORTED_FILES)
+INPUT_NAMES = ("input_ids", "token_type_ids", "attention_mask")
+OUTPUT_NAMES = ("start_logits", "end_logits")
 
 
 @dataclass(frozen=True)
@@ -72,46 +78,106 @@ class Answer:
     candidates: tuple[Candidate, ...]
 
 
+class OnnxSpanModel:
+    """An exported reader run by ONNX Runtime on CPU (fp32, or int8 after dynamic quantisation)."""
+
+    def __init__(self, path: Path, threads: int | None) -> None:
+        import onnxruntime  # only the ONNX backends need it
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's default
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def logits(self, batch: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
+        starts, ends = self.session.run(
+            list(OUTPUT_NAMES), {name: batch[name].numpy() for name in INPUT_NAMES}
+        )
+        return starts, ends
+
+
+class TorchScriptSpanModel:
+    """A reader traced by retrieval.export: runs without the transformers model code."""
+
+    def __init__(self, path: Path) -> None:
+        self.module = torch.jit.load(str(path), map_location="cpu").eval()
+
+    def logits(self, batch: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
+        starts, ends = self.module(*(batch[name] for name in INPUT_NAMES))
+        return starts.numpy(), ends.numpy()
+
+
 class Reader:
-    """A span-extraction model with its tokenizer and answer policy."""
+    """A span-extraction model with its tokenizer and answer policy.
+
+    `model` is the PyTorch model (training evaluates through it) or an exported one; either way
+    windows, batching and postprocessing are this class's, so every backend answers alike.
+    """
 
     def __init__(
-        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: ReaderConfig
+        self,
+        model: PreTrainedModel | OnnxSpanModel | TorchScriptSpanModel,
+        tokenizer: PreTrainedTokenizerBase,
+        config: ReaderConfig,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.config = config
-        self.device = next(model.parameters()).device
+        self.device = (
+            next(model.parameters()).device if isinstance(model, PreTrainedModel) else torch.device("cpu")
+        )
 
     @classmethod
-    def load(cls, model_dir: str | Path, threads: int | None = None, device: str = "cpu") -> Reader:
-        """Load a saved reader; weights stored in fp16 (to ship small) are computed in fp32 on CPU."""
+    def load(
+        cls, model_dir: str | Path, threads: int | None = None, device: str = "cpu", backend: str = "torch"
+    ) -> Reader:
+        """Load a saved reader; weights stored in fp16 (to ship small) are computed in fp32 on CPU.
+
+        `backend` "torch" reads a model directory; the others read what retrieval.export wrote (CPU only).
+        """
         model_dir = Path(model_dir)
-        if not (model_dir / "config.json").exists():
-            raise FileNotFoundError(f"{model_dir} is not a reader model directory (no config.json)")
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown reader backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if threads is not None:
             torch.set_num_threads(threads)
-        model = BertForQuestionAnswering.from_pretrained(model_dir, dtype=torch.float32).to(device)
+        if backend == "torch":
+            if not (model_dir / "config.json").exists():
+                raise FileNotFoundError(f"{model_dir} is not a reader model directory (no config.json)")
+            model = BertForQuestionAnswering.from_pretrained(model_dir, dtype=torch.float32).to(device)
+        else:
+            path = model_dir / EXPORTED_FILES[backend]
+            if not path.exists():
+                raise FileNotFoundError(f"{model_dir} has no {path.name}: run python -m retrieval.export")
+            if device != "cpu":
+                raise ValueError(f"the {backend} backend runs on CPU only, not {device}")
+            model = OnnxSpanModel(path, threads) if backend.startswith("onnx") else TorchScriptSpanModel(path)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         return cls(model, tokenizer, ReaderConfig.load(model_dir))
 
+    def _batch_logits(self, batch: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
+        """Start/end logits of one padded batch, from whichever backend holds the weights."""
+        if not isinstance(self.model, PreTrainedModel):
+            return self.model.logits(batch)
+        output = self.model(**{name: tensor.to(self.device) for name, tensor in batch.items()})
+        return output.start_logits.float().cpu().numpy(), output.end_logits.float().cpu().numpy()
+
     @torch.inference_mode()
-    def _logits(self, windows: Sequence[Window]) -> list[tuple[np.ndarray, np.ndarray]]:
+    def window_logits(self, windows: Sequence[Window]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Start/end logits per window (unpadded), batched by similar length to waste little on padding."""
-        was_training = self.model.training
-        self.model.eval()
+        torch_model = self.model if isinstance(self.model, PreTrainedModel) else None
+        was_training = torch_model is not None and torch_model.training
+        if torch_model is not None:
+            torch_model.eval()
         results: list[tuple[np.ndarray, np.ndarray]] = [None] * len(windows)  # type: ignore[list-item]
         order = sorted(range(len(windows)), key=lambda i: len(windows[i].input_ids))
         for batch_start in range(0, len(order), self.config.batch_size):
             indices = order[batch_start : batch_start + self.config.batch_size]
             batch = collate([windows[i] for i in indices], self.tokenizer.pad_token_id, with_labels=False)
-            output = self.model(**{name: tensor.to(self.device) for name, tensor in batch.items()})
-            starts = output.start_logits.float().cpu().numpy()
-            ends = output.end_logits.float().cpu().numpy()
+            starts, ends = self._batch_logits(batch)
             for row, index in enumerate(indices):
                 length = len(windows[index].input_ids)
                 results[index] = (starts[row, :length], ends[row, :length])
-        self.model.train(was_training)
+        if was_training:
+            torch_model.train()
         return results
 
     def answer_many(self, queries: Sequence[tuple[str, Sequence[Passage]]], top_n: int = 5) -> list[Answer]:
@@ -125,7 +191,7 @@ class Reader:
                 pairs.append(QAPair(question=question, context=passage.text))
                 owners.append((query_index, passage))
         windows = encode_pairs(self.tokenizer, pairs, self.config.features)
-        logits = self._logits(windows)
+        logits = self.window_logits(windows)
         by_query: list[list[int]] = [[] for _ in queries]
         for window_index, window in enumerate(windows):
             by_query[owners[window.pair_index][0]].append(window_index)
