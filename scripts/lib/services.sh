@@ -1,0 +1,100 @@
+# Shared by scripts/run-chat.sh and scripts/serve.sh: start the assistant's
+# background services on 127.0.0.1, wait until each answers, stop them all on exit.
+# Source it from the repository root after `set -euo pipefail`.
+#
+# Environment (defaults in brackets):
+#   ACTIONS_PORT [5055]  RASA_MODEL [models/horoscope.tar.gz]  LOG_DIR [var/log]
+#   START_TIMEOUT [180 seconds per service]
+#   DATABASE_URL and HOROSCOPE_API_URL are passed on to Rasa and the actions (see README).
+
+ACTIONS_PORT="${ACTIONS_PORT:-5055}"
+RASA_MODEL="${RASA_MODEL:-models/horoscope.tar.gz}"
+LOG_DIR="${LOG_DIR:-var/log}"
+START_TIMEOUT="${START_TIMEOUT:-180}"
+export RASA_TELEMETRY_ENABLED="${RASA_TELEMETRY_ENABLED:-false}"
+export SQLALCHEMY_SILENCE_UBER_WARNING="${SQLALCHEMY_SILENCE_UBER_WARNING:-1}"
+
+fail() {
+  echo "error: $*" >&2
+  exit 1
+}
+
+# check_ports NAME...: each named variable must hold a port number.
+check_ports() {
+  local name value
+  for name in "$@"; do
+    value="${!name}"
+    [[ "$value" =~ ^[0-9]{1,5}$ ]] && ((value > 0 && value <= 65535)) ||
+      fail "$name must be a port number from 1 to 65535, got '$value'"
+  done
+}
+
+check_ports ACTIONS_PORT
+[[ "$START_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || fail "START_TIMEOUT must be a whole number of seconds, got '$START_TIMEOUT'"
+[[ -f "$RASA_MODEL" ]] || fail "no trained model at $RASA_MODEL; train one with: make train"
+
+mkdir -p "$LOG_DIR"
+RUN_DIR="$(mktemp -d)"
+SERVICE_PIDS=()
+stop_services() {
+  if ((${#SERVICE_PIDS[@]})); then
+    kill "${SERVICE_PIDS[@]}" 2>/dev/null || true
+    wait "${SERVICE_PIDS[@]}" 2>/dev/null || true
+  fi
+  rm -rf "$RUN_DIR"
+}
+trap stop_services EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# endpoints.yml with the action server's URL on ACTIONS_PORT (Rasa's endpoint file
+# cannot give an environment variable a default); everything else unchanged.
+ENDPOINTS="$RUN_DIR/endpoints.yml"
+.venv-rasa/bin/python - endpoints.yml "$ENDPOINTS" "http://127.0.0.1:${ACTIONS_PORT}/webhook" <<'PY'
+import sys
+
+import yaml
+
+source, target, action_url = sys.argv[1:]
+with open(source, encoding="utf-8") as file:
+    endpoints = yaml.safe_load(file) or {}
+endpoints["action_endpoint"] = {**(endpoints.get("action_endpoint") or {}), "url": action_url}
+with open(target, "w", encoding="utf-8") as file:
+    yaml.safe_dump(endpoints, file, sort_keys=False)
+PY
+
+# start_service LOG COMMAND...: run COMMAND in the background, logging to LOG.
+# Sets LAST_PID.
+start_service() {
+  local log=$1
+  shift
+  "$@" >"$log" 2>&1 &
+  LAST_PID=$!
+  SERVICE_PIDS+=("$LAST_PID")
+}
+
+# wait_for NAME PID URL LOG: poll URL until it answers; give up early if the process died.
+wait_for() {
+  local name=$1 pid=$2 url=$3 log=$4
+  local deadline=$((SECONDS + START_TIMEOUT))
+  until .venv-rasa/bin/python -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" "$url" 2>/dev/null; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "error: the $name stopped while starting; the end of $log:" >&2
+      tail -n 20 "$log" >&2
+      exit 1
+    fi
+    ((SECONDS < deadline)) || fail "the $name did not answer within ${START_TIMEOUT}s; see $log"
+    sleep 1
+  done
+}
+
+# start_action_server, later wait_for_action_server: other services can start in between.
+start_action_server() {
+  start_service "$LOG_DIR/actions.log" \
+    .venv-rasa/bin/rasa run actions --actions actions --port "$ACTIONS_PORT"
+  ACTIONS_PID=$LAST_PID
+}
+
+wait_for_action_server() {
+  wait_for "action server" "$ACTIONS_PID" "http://127.0.0.1:${ACTIONS_PORT}/health" "$LOG_DIR/actions.log"
+}
