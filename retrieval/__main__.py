@@ -1,0 +1,95 @@
+"""Command line: build a retrieval index, and search it.
+
+python -m retrieval index --docs data/knowledge --out var/index
+python -m retrieval search --index var/index --retriever hybrid -k 5 "What is a rising sign?"
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from collections.abc import Sequence
+
+from retrieval.encoder import SentenceEncoder
+from retrieval.index_store import RETRIEVER_NAMES, IndexSettings, IndexStoreError, build_index, load_index
+from retrieval.ingest import DEFAULT_MAX_PASSAGE_CHARS, IngestError
+from retrieval.retrievers import DenseSettings
+
+EXIT_BAD_INPUT = 2
+SNIPPET_CHARS = 300
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (IngestError, IndexStoreError, ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _index(args: argparse.Namespace) -> int:
+    settings = IndexSettings(
+        max_passage_chars=args.max_chars,
+        dense=dataclasses.replace(DenseSettings(), index_type=args.dense_index),
+    )
+    started = time.perf_counter()
+    result = build_index(
+        args.docs, args.out, settings, SentenceEncoder(threads=args.threads), force=args.force
+    )
+    if result.built:
+        print(f"built {args.out}: {result.passage_count} passages in {time.perf_counter() - started:.1f} s")
+    else:
+        print(f"skipped: {args.out} is up to date ({result.passage_count} passages, inputs unchanged)")
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    index = load_index(args.index, encoder=SentenceEncoder(threads=args.threads))
+    results = index.search(args.question, k=args.k, retriever=args.retriever)
+    if not results:
+        print("no passage matches")
+    for rank, scored in enumerate(results, start=1):
+        passage = scored.passage
+        text = " ".join(passage.text.split())
+        snippet = text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS] + "..."
+        print(f"{rank}. [{scored.score:.4f}] {passage.passage_id} | {passage.title}\n   {snippet}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m retrieval", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    index = commands.add_parser("index", help="build (or skip, if unchanged) the index of documents")
+    index.add_argument(
+        "--docs", nargs="+", required=True, metavar="PATH", help="files or folders of documents"
+    )
+    index.add_argument("--out", required=True, metavar="DIR", help="index folder to write")
+    index.add_argument("--max-chars", type=int, default=DEFAULT_MAX_PASSAGE_CHARS, help="passage size limit")
+    index.add_argument(
+        "--dense-index", choices=("flat", "hnsw", "ivf"), default="flat", help="FAISS index type"
+    )
+    index.add_argument(
+        "--force", action="store_true", help="rebuild even if inputs and settings are unchanged"
+    )
+    index.set_defaults(run=_index)
+
+    search = commands.add_parser("search", help="print the best passages for a question")
+    search.add_argument("--index", required=True, metavar="DIR", help="index folder built by `index`")
+    search.add_argument(
+        "--retriever", choices=RETRIEVER_NAMES, default=None, help="default: the index's (hybrid)"
+    )
+    search.add_argument("-k", type=int, default=5, help="how many passages")
+    search.add_argument("question")
+    search.set_defaults(run=_search)
+
+    for command in (index, search):
+        command.add_argument("--threads", type=int, default=None, help="torch threads for the encoder")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())
