@@ -23,7 +23,7 @@ RASA_MODEL := models/horoscope.tar.gz
 RASA_SOURCES := domain.yml config.yml $(shell find data -name '*.yml' -not -path 'data/knowledge/*' 2>/dev/null)
 
 .PHONY: help install run serve test lint validate test-actions test-retrieval test-stories test-browser test-nlu \
-	nlu-eval train train-reader calibrate-reader tune export-reader lock clean
+	nlu-eval train train-reader calibrate-reader tune export-reader qa-serve test-service lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -81,11 +81,14 @@ tune: $(QA_VENV)/.installed ## Optuna search over DDP reader runs (SQLite study;
 		--trials $(TRIALS) --nprocs 2 --storage sqlite:///models/tune/study.db --out models/tune \
 		--max-train-examples 2000 --max-dev-examples 500 --threads 1
 
+qa-serve: $(QA_VENV)/.installed ## start the QA HTTP service (builds var/index if missing or outdated)
+	$(QA_PY) -m retrieval serve --index var/index --docs data/knowledge --reader $(READER)
+
 export-reader: $(QA_VENV)/.installed ## ONNX fp32/int8 + TorchScript export, parity check on the KB questions
 	$(QA_PY) -m retrieval.export --reader $(READER) --out $(READER)-export --check tests/data/knowledge_qa.json
 
 # --- tests -------------------------------------------------------------------------
-test: install lint validate test-actions test-retrieval test-stories test-browser test-nlu ## run every test
+test: install lint validate test-actions test-retrieval test-service test-stories test-browser test-nlu ## run every test
 	@echo "make test: all test suites passed"
 
 lint: install ## ruff over the Python code
@@ -100,6 +103,9 @@ test-actions: $(RASA_VENV)/.installed ## custom actions and tracker store agains
 
 test-retrieval: $(QA_VENV)/.installed ## retrieval and reader
 	$(QA_PY) -m pytest tests/retrieval tests/reader
+
+test-service: $(QA_VENV)/.installed ## the QA service over real HTTP
+	$(QA_PY) -m pytest tests/service
 
 test-stories: $(RASA_MODEL) ## conversation tests on the freshly trained model
 	$(RASA) test core --stories tests/test_stories.yml --model $(RASA_MODEL) \

@@ -2,6 +2,7 @@
 
 python -m retrieval index --docs data/knowledge --out var/index
 python -m retrieval search --index var/index --retriever hybrid -k 5 "What is a rising sign?"
+python -m retrieval serve --port 8000   (QA HTTP service; QA_* environment variables, see retrieval.service)
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import dataclasses
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from retrieval.encoder import SentenceEncoder
 from retrieval.index_store import RETRIEVER_NAMES, IndexSettings, IndexStoreError, build_index, load_index
@@ -59,6 +61,23 @@ def _search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    # Imported here: the service pulls in torch, transformers and FastAPI, which `index` and `search` skip.
+    from retrieval.service import ServiceConfig, serve
+
+    config = ServiceConfig.from_env().with_overrides(
+        index_dir=args.index,
+        reader_dir=args.reader,
+        docs=None if args.docs is None else tuple(args.docs),
+        host=args.host,
+        port=args.port,
+        threads=args.threads,
+        abstain_threshold=args.abstain_threshold,
+    )
+    serve(config)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m retrieval", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
@@ -86,8 +105,26 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("question")
     search.set_defaults(run=_search)
 
-    for command in (index, search):
-        command.add_argument("--threads", type=int, default=None, help="torch threads for the encoder")
+    serve = commands.add_parser("serve", help="run the QA HTTP service (options override QA_* variables)")
+    serve.add_argument("--index", type=Path, metavar="DIR", help="index folder (default var/index)")
+    serve.add_argument("--reader", type=Path, metavar="DIR", help="reader model (default models/reader)")
+    serve.add_argument(
+        "--docs",
+        nargs="*",
+        type=Path,
+        metavar="PATH",
+        help="documents to (re)build the index from when missing or outdated (default data/knowledge); "
+        "none: serve --index as it is",
+    )
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    serve.add_argument(
+        "--abstain-threshold", type=float, help="override the reader's calibrated abstention threshold"
+    )
+    serve.set_defaults(run=_serve)
+
+    for command in (index, search, serve):
+        command.add_argument("--threads", type=int, default=None, help="torch threads for the models")
     return parser
 
 

@@ -1,0 +1,161 @@
+"""Real QA services for the tests: `python -m retrieval serve` subprocesses on loopback ports.
+
+The knowledge-base index is built once, by the first service (from data/knowledge into a temporary
+folder); the others serve that folder as it is. The reader is a snapshot copy of the project's
+trained reader, so a training run rewriting it cannot change answers mid-session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from service_process import HIGH_ABSTAIN_THRESHOLD, KNOWLEDGE_DIR, REPO_ROOT, ServiceProcess
+
+# models/reader is the released reader; models/reader-cpu-run is where training writes until then.
+READER_CANDIDATES = (REPO_ROOT / "models" / "reader", REPO_ROOT / "models" / "reader-cpu-run")
+
+
+@pytest.fixture(scope="session")
+def reader_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the trained reader's files (weights, tokenizer, reader_config.json)."""
+    source = next((d for d in READER_CANDIDATES if (d / "config.json").is_file()), None)
+    if source is None:
+        pytest.fail(f"no trained reader in {' or '.join(map(str, READER_CANDIDATES))}: make train-reader")
+    snapshot = tmp_path_factory.mktemp("reader")
+    for file in source.iterdir():
+        if file.is_file():
+            shutil.copy2(file, snapshot / file.name)
+    return snapshot
+
+
+def _start(tmp_path_factory: pytest.TempPathFactory, name: str, args: list[str]) -> ServiceProcess:
+    return ServiceProcess(args, tmp_path_factory.mktemp(name) / "service.log")
+
+
+@pytest.fixture(scope="session")
+def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where knowledge_service builds the index; the other services serve it once that one is ready."""
+    return tmp_path_factory.mktemp("knowledge") / "index"
+
+
+@pytest.fixture(scope="session")
+def knowledge_service(
+    tmp_path_factory: pytest.TempPathFactory, index_dir: Path, reader_dir: Path
+) -> Iterator[ServiceProcess]:
+    """The service over the knowledge base with the reader's own (calibrated) threshold, ready."""
+    service = _start(
+        tmp_path_factory,
+        "knowledge-service",
+        ["--index", str(index_dir), "--docs", str(KNOWLEDGE_DIR), "--reader", str(reader_dir)],
+    )
+    try:
+        service.wait_for("/readyz", 200)
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="session")
+def abstaining_service(
+    tmp_path_factory: pytest.TempPathFactory,
+    knowledge_service: ServiceProcess,
+    index_dir: Path,
+    reader_dir: Path,
+) -> Iterator[ServiceProcess]:
+    """The same index and reader, with the abstention threshold overridden to HIGH_ABSTAIN_THRESHOLD."""
+    service = _start(
+        tmp_path_factory,
+        "abstaining-service",
+        [
+            *("--index", str(index_dir), "--docs"),
+            *("--reader", str(reader_dir), "--abstain-threshold", str(HIGH_ABSTAIN_THRESHOLD)),
+        ],
+    )
+    try:
+        service.wait_for("/readyz", 200)
+        yield service
+    finally:
+        service.stop()
+
+
+def _linked_reader(reader_dir: Path, directory: Path) -> Path:
+    """A folder linking to `reader_dir`'s files except reader_config.json, which the caller supplies."""
+    directory.mkdir()
+    for file in reader_dir.iterdir():
+        if file.name != "reader_config.json":
+            (directory / file.name).symlink_to(file)
+    return directory
+
+
+@pytest.fixture
+def slow_reader_dir(tmp_path: Path, reader_dir: Path) -> Path:
+    """The reader with reader_config.json as a named pipe: loading it blocks until a test writes it."""
+    directory = _linked_reader(reader_dir, tmp_path / "slow-reader")
+    os.mkfifo(directory / "reader_config.json")
+    return directory
+
+
+@pytest.fixture
+def loading_service(
+    tmp_path_factory: pytest.TempPathFactory,
+    knowledge_service: ServiceProcess,
+    index_dir: Path,
+    slow_reader_dir: Path,
+) -> Iterator[ServiceProcess]:
+    """A service whose reader is still loading (blocked on the pipe) when the test starts."""
+    service = _start(
+        tmp_path_factory,
+        "loading-service",
+        ["--index", str(index_dir), "--docs", "--reader", str(slow_reader_dir)],
+    )
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture
+def failing_service(
+    tmp_path_factory: pytest.TempPathFactory, knowledge_service: ServiceProcess, index_dir: Path
+) -> Iterator[ServiceProcess]:
+    """A service pointed at a reader folder that does not exist."""
+    missing = tmp_path_factory.mktemp("nothing") / "no-such-reader"
+    service = _start(
+        tmp_path_factory,
+        "failing-service",
+        ["--index", str(index_dir), "--docs", "--reader", str(missing)],
+    )
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture
+def misconfigured_service(
+    tmp_path_factory: pytest.TempPathFactory,
+    knowledge_service: ServiceProcess,
+    index_dir: Path,
+    reader_dir: Path,
+) -> Iterator[ServiceProcess]:
+    """A reader whose reader_config.json allows windows longer than the model's 512 positions: it
+    loads, but a long question makes inference raise, the way a mismatched config fails in production."""
+    directory = _linked_reader(reader_dir, tmp_path_factory.mktemp("misconfigured") / "reader")
+    config = json.loads((reader_dir / "reader_config.json").read_text(encoding="utf-8"))
+    config["features"] = {**config["features"], "max_length": 2048, "max_query_tokens": 1000}
+    (directory / "reader_config.json").write_text(json.dumps(config), encoding="utf-8")
+    service = _start(
+        tmp_path_factory,
+        "misconfigured-service",
+        ["--index", str(index_dir), "--docs", "--reader", str(directory)],
+    )
+    try:
+        service.wait_for("/readyz", 200)
+        yield service
+    finally:
+        service.stop()
