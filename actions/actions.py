@@ -23,7 +23,8 @@ from rasa_sdk.types import DomainDict
 from sqlalchemy.exc import SQLAlchemyError
 
 from actions.horoscope import HoroscopeProvider, HoroscopeUnavailable, UnknownSign, provider_from_settings
-from actions.settings import Settings
+from actions.qa import QaClient, QaUnavailable, QuestionRejected
+from actions.settings import DEFAULT_QA_MIN_CONFIDENCE, Settings
 from actions.subscriptions import SubscriptionStore
 from actions.zodiac import BirthdateError, display_name, normalise_sign, parse_birthdate
 
@@ -44,11 +45,18 @@ class Services:
 
     provider: HoroscopeProvider
     store: SubscriptionStore
+    qa: QaClient
     today: Callable[[], date] = date.today
+    qa_min_confidence: float = DEFAULT_QA_MIN_CONFIDENCE
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
-        return cls(provider_from_settings(settings), SubscriptionStore.from_url(settings.database_url))
+        return cls(
+            provider_from_settings(settings),
+            SubscriptionStore.from_url(settings.database_url),
+            QaClient.from_settings(settings),
+            qa_min_confidence=settings.qa_min_confidence,
+        )
 
 
 @functools.lru_cache(maxsize=1)
@@ -270,3 +278,41 @@ class ActionSessionStart(_UsesServices, Action):
             )
             events += await deliver_horoscope(dispatcher, self.services, subscription.sign)
         return [*events, ActionExecuted("action_listen")]
+
+
+class ActionAnswerQuestion(_UsesServices, Action):
+    """Answers the latest message from the document library through the QA service.
+
+    Runs for ask_question and for messages the NLU did not understand; whatever
+    the service does, the user gets one reply and the conversation goes on.
+    """
+
+    def name(self) -> str:
+        return "action_answer_question"
+
+    @never_raises("utter_qa_unavailable", _no_events)
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[EventType]:
+        question = (tracker.latest_message.get("text") or "").strip()
+        if not question:
+            dispatcher.utter_message(response="utter_cannot_answer")
+            return []
+        try:
+            found = await asyncio.to_thread(self.services.qa.ask, question)
+        except QuestionRejected:
+            dispatcher.utter_message(response="utter_cannot_answer")
+            return []
+        except QaUnavailable:
+            dispatcher.utter_message(response="utter_qa_unavailable")
+            return []
+        if found.abstained:
+            dispatcher.utter_message(response="utter_cannot_answer")
+        else:
+            sure = found.confidence >= self.services.qa_min_confidence
+            dispatcher.utter_message(
+                response="utter_answer" if sure else "utter_answer_unsure",
+                answer=found.answer,
+                source_title=found.source_title,
+            )
+        return []

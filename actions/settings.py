@@ -1,7 +1,12 @@
 """The one place that reads the actions' configuration from the environment.
 
 Every default works offline: no HOROSCOPE_API_URL means the built-in horoscope
-writer, no DATABASE_URL means a SQLite file under var/ in the repository.
+writer, no DATABASE_URL means a SQLite file under var/ in the repository, and
+the QA service is expected on loopback (QA_SERVICE_URL, default
+http://127.0.0.1:8000). Answers whose confidence is below QA_MIN_CONFIDENCE
+(default 0.5: the service already abstains on its calibrated threshold, so
+this only marks the middle ground) are given with a warning that the bot is
+not sure.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from sqlalchemy.exc import ArgumentError
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_FILE = REPO_ROOT / "var" / "assistant.db"
 DEFAULT_API_TIMEOUT_S = 3.0
+DEFAULT_QA_SERVICE_URL = "http://127.0.0.1:8000"
+DEFAULT_QA_TIMEOUT_S = 5.0
+DEFAULT_QA_MIN_CONFIDENCE = 0.5
 
 
 class SettingsError(ValueError):
@@ -32,38 +40,68 @@ class Settings:
     horoscope_api_url: str | None
     horoscope_api_timeout: float
     database_url: str
+    qa_service_url: str = DEFAULT_QA_SERVICE_URL
+    qa_service_timeout: float = DEFAULT_QA_TIMEOUT_S
+    qa_min_confidence: float = DEFAULT_QA_MIN_CONFIDENCE
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read and validate HOROSCOPE_API_URL, HOROSCOPE_API_TIMEOUT and DATABASE_URL."""
+        """Read and validate every variable; a bad value fails here, with its name."""
         env = os.environ if environ is None else environ
         return cls(
-            horoscope_api_url=_api_url(env.get("HOROSCOPE_API_URL", "")),
-            horoscope_api_timeout=_timeout(env.get("HOROSCOPE_API_TIMEOUT", "")),
+            horoscope_api_url=_http_url("HOROSCOPE_API_URL", env.get("HOROSCOPE_API_URL", "")),
+            horoscope_api_timeout=_seconds(
+                "HOROSCOPE_API_TIMEOUT", env.get("HOROSCOPE_API_TIMEOUT", ""), DEFAULT_API_TIMEOUT_S
+            ),
             database_url=_database_url(env.get("DATABASE_URL", "")),
+            qa_service_url=_http_url("QA_SERVICE_URL", env.get("QA_SERVICE_URL", ""))
+            or DEFAULT_QA_SERVICE_URL,
+            qa_service_timeout=_seconds(
+                "QA_SERVICE_TIMEOUT", env.get("QA_SERVICE_TIMEOUT", ""), DEFAULT_QA_TIMEOUT_S
+            ),
+            qa_min_confidence=_fraction(
+                "QA_MIN_CONFIDENCE", env.get("QA_MIN_CONFIDENCE", ""), DEFAULT_QA_MIN_CONFIDENCE
+            ),
         )
 
 
-def _api_url(raw: str) -> str | None:
+def _http_url(name: str, raw: str) -> str | None:
+    """The URL without a trailing slash, None when unset."""
     url = raw.strip().rstrip("/")
     if not url:
         return None
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise SettingsError(f"HOROSCOPE_API_URL must be an http(s) URL like http://host:8000, got {raw!r}")
+        raise SettingsError(f"{name} must be an http(s) URL like http://host:8000, got {raw!r}")
     return url
 
 
-def _timeout(raw: str) -> float:
-    if not raw.strip():
-        return DEFAULT_API_TIMEOUT_S
+def _number(name: str, raw: str, what: str) -> float:
     try:
-        seconds = float(raw)
+        value = float(raw)
     except ValueError:
-        raise SettingsError(f"HOROSCOPE_API_TIMEOUT must be a number of seconds, got {raw!r}") from None
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise SettingsError(f"HOROSCOPE_API_TIMEOUT must be a positive number of seconds, got {raw!r}")
+        raise SettingsError(f"{name} must be {what}, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise SettingsError(f"{name} must be {what}, got {raw!r}")
+    return value
+
+
+def _seconds(name: str, raw: str, default: float) -> float:
+    if not raw.strip():
+        return default
+    seconds = _number(name, raw, "a number of seconds")
+    if seconds <= 0:
+        raise SettingsError(f"{name} must be a positive number of seconds, got {raw!r}")
     return seconds
+
+
+def _fraction(name: str, raw: str, default: float) -> float:
+    if not raw.strip():
+        return default
+    value = _number(name, raw, "a number between 0 and 1")
+    if not 0 <= value <= 1:
+        raise SettingsError(f"{name} must be a number between 0 and 1, got {raw!r}")
+    return value
 
 
 def _database_url(raw: str) -> str:

@@ -12,8 +12,8 @@ import json
 import sys
 from pathlib import Path
 
-INTENT_F1_FLOOR = 0.85
-ENTITY_F1_FLOOR = 0.80
+INTENT_F1_FLOOR = 0.86  # measured 0.892 weighted (3-fold CV, Nov 2026)
+ENTITY_F1_FLOOR = 0.95  # measured 1.0
 
 
 def _averages(report: dict) -> dict[str, float]:
@@ -23,19 +23,27 @@ def _averages(report: dict) -> dict[str, float]:
     }
 
 
+def _labels(report: dict) -> dict[str, float]:
+    """Per-label F1, without the averages and Rasa's overall "accuracy" number."""
+    return {
+        label: round(scores["f1-score"], 4)
+        for label, scores in report.items()
+        if isinstance(scores, dict) and "avg" not in label
+    }
+
+
 def summarise(results_dir: Path) -> dict:
-    intents = json.loads((results_dir / "intent_report.json").read_text())
-    summary = {"intent": _averages(intents), "entities": {}}
+    intent_report = results_dir / "intent_report.json"
+    if not intent_report.is_file():
+        raise FileNotFoundError(f"{intent_report} is missing: run `rasa test nlu --out {results_dir}` first")
+    intents = json.loads(intent_report.read_text())
+    summary = {"intent": _averages(intents) | {"per_intent": _labels(intents)}, "entities": {}}
     for report_file in sorted(results_dir.glob("*Extractor*_report.json")) + sorted(
         results_dir.glob("DIETClassifier_report.json")
     ):
         report = json.loads(report_file.read_text())
         name = report_file.name.removesuffix("_report.json")
-        summary["entities"][name] = _averages(report) | {
-            label: round(scores["f1-score"], 4)
-            for label, scores in report.items()
-            if isinstance(scores, dict) and "avg" not in label
-        }
+        summary["entities"][name] = _averages(report) | _labels(report)
     return summary
 
 
@@ -45,7 +53,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True, help="where to write the summary JSON")
     args = parser.parse_args()
 
-    summary = summarise(args.results_dir)
+    try:
+        summary = summarise(args.results_dir)
+    except (OSError, ValueError, KeyError) as error:
+        print(f"FAIL: cannot read the NLU reports in {args.results_dir}: {error}", file=sys.stderr)
+        return 2
     args.out.write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: a real horoscope API on loopback and a real SQLite file per test."""
+"""Shared fixtures: a real horoscope API and QA service on loopback, a real SQLite file per test."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import date
 
 import pytest
 from horoscope_api_server import HoroscopeApiServer
+from qa_service_server import QaServiceServer
 
 from actions.subscriptions import SubscriptionStore
 
@@ -18,6 +19,12 @@ TODAY = date(2026, 11, 21)
 def horoscope_api() -> Iterator[HoroscopeApiServer]:
     with HoroscopeApiServer(slow_s=2.0) as api:
         yield api
+
+
+@pytest.fixture(scope="session")
+def qa_service() -> Iterator[QaServiceServer]:
+    with QaServiceServer(slow_s=2.0) as service:
+        yield service
 
 
 @pytest.fixture

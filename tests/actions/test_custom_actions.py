@@ -25,6 +25,8 @@ from actions.actions import (
     default_services,
 )
 from actions.horoscope import BuiltInHoroscopeProvider, HoroscopeProvider, HttpHoroscopeProvider
+from actions.qa import QaClient
+from actions.settings import Settings
 from actions.subscriptions import SubscriptionStore, engine_for, subscriptions_table
 
 DOMAIN: dict[str, Any] = {
@@ -87,8 +89,16 @@ def run(action: Action, tracker: Tracker, domain: dict[str, Any] = DOMAIN) -> tu
     return events, said
 
 
-def services(store: SubscriptionStore, provider: HoroscopeProvider | None = None) -> Services:
-    return Services(provider or BuiltInHoroscopeProvider(), store, today=lambda: TODAY)
+def services(
+    store: SubscriptionStore, provider: HoroscopeProvider | None = None, qa: QaClient | None = None
+) -> Services:
+    """The built-in writer unless told otherwise; the QA client of the offline defaults."""
+    return Services(
+        provider or BuiltInHoroscopeProvider(),
+        store,
+        qa or QaClient.from_settings(Settings.from_env({})),
+        today=lambda: TODAY,
+    )
 
 
 @pytest.fixture
@@ -376,4 +386,5 @@ def test_the_action_server_registers_every_contract_action(
         "action_subscribe",
         "action_unsubscribe",
         "action_session_start",
+        "action_answer_question",
     }

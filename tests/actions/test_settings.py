@@ -13,6 +13,9 @@ def test_defaults_work_offline() -> None:
     assert settings.horoscope_api_url is None
     assert settings.horoscope_api_timeout == 3.0
     assert settings.database_url == f"sqlite:///{REPO_ROOT / 'var' / 'assistant.db'}"
+    assert settings.qa_service_url == "http://127.0.0.1:8000"
+    assert settings.qa_service_timeout == 5.0
+    assert settings.qa_min_confidence == 0.5
     assert DEFAULT_DATABASE_FILE.parent.is_dir()
 
 
@@ -20,8 +23,18 @@ def test_values_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOROSCOPE_API_URL", "http://127.0.0.1:8000/")
     monkeypatch.setenv("HOROSCOPE_API_TIMEOUT", "0.5")
     monkeypatch.setenv("DATABASE_URL", "postgresql://rasa:secret@db:5432/rasa")
+    monkeypatch.setenv("QA_SERVICE_URL", "https://qa.example.org:9000/")
+    monkeypatch.setenv("QA_SERVICE_TIMEOUT", "2.5")
+    monkeypatch.setenv("QA_MIN_CONFIDENCE", "0")
     settings = Settings.from_env()
-    assert settings == Settings("http://127.0.0.1:8000", 0.5, "postgresql://rasa:secret@db:5432/rasa")
+    assert settings == Settings(
+        horoscope_api_url="http://127.0.0.1:8000",
+        horoscope_api_timeout=0.5,
+        database_url="postgresql://rasa:secret@db:5432/rasa",
+        qa_service_url="https://qa.example.org:9000",
+        qa_service_timeout=2.5,
+        qa_min_confidence=0.0,
+    )
 
 
 def test_settings_are_immutable() -> None:
@@ -36,10 +49,23 @@ def test_unusable_timeout_is_refused(timeout: str) -> None:
         Settings.from_env({"HOROSCOPE_API_TIMEOUT": timeout})
 
 
+@pytest.mark.parametrize("name", ["HOROSCOPE_API_URL", "QA_SERVICE_URL"])
 @pytest.mark.parametrize("url", ["ftp://example.org", "localhost:8000", "http://"])
-def test_non_http_api_url_is_refused(url: str) -> None:
-    with pytest.raises(SettingsError, match="HOROSCOPE_API_URL"):
-        Settings.from_env({"HOROSCOPE_API_URL": url})
+def test_non_http_url_is_refused(name: str, url: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: url})
+
+
+@pytest.mark.parametrize("timeout", ["abc", "0", "-1", "nan"])
+def test_unusable_qa_timeout_is_refused(timeout: str) -> None:
+    with pytest.raises(SettingsError, match="QA_SERVICE_TIMEOUT"):
+        Settings.from_env({"QA_SERVICE_TIMEOUT": timeout})
+
+
+@pytest.mark.parametrize("confidence", ["high", "-0.1", "1.5", "nan"])
+def test_confidence_threshold_outside_0_to_1_is_refused(confidence: str) -> None:
+    with pytest.raises(SettingsError, match="QA_MIN_CONFIDENCE"):
+        Settings.from_env({"QA_MIN_CONFIDENCE": confidence})
 
 
 def test_unparsable_database_url_is_refused_without_echoing_it() -> None:

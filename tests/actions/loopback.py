@@ -1,0 +1,80 @@
+"""What the loopback test servers share: a threaded HTTP server on 127.0.0.1 run from a thread.
+
+A server module subclasses `LoopbackHandler` for its routes and `LoopbackServer`
+for its context manager; slow routes wait on `server.stopping` so shutdown never hangs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, port: int, handler: type[BaseHTTPRequestHandler], slow_s: float) -> None:
+        super().__init__(("127.0.0.1", port), handler)
+        self.slow_s = slow_s
+        self.stopping = threading.Event()
+        self.requests_seen: list[str] = []
+
+
+class LoopbackHandler(BaseHTTPRequestHandler):
+    """Base handler: quiet logs and a `send` that tolerates clients that gave up."""
+
+    server: _Server
+
+    def wait_slowly(self) -> bool:
+        """Sleep `slow_s` seconds; True when the server is stopping meanwhile."""
+        return self.server.stopping.wait(self.server.slow_s)
+
+    def send(self, status: int, content_type: str, body: str) -> None:
+        data = body.encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a timeout test); nothing left to answer
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Keep test output quiet."""
+
+
+class LoopbackServer:
+    """Serves `handler` from a background thread; `url` is its base URL."""
+
+    def __init__(self, handler: type[LoopbackHandler], port: int = 0, slow_s: float = 2.0) -> None:
+        self._server = _Server(port, handler, slow_s)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def requests_seen(self) -> list[str]:
+        return self._server.requests_seen
+
+    def __enter__(self) -> LoopbackServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+    def serve_until_interrupted(self, description: str) -> None:
+        """For running a server module by hand: serve until Ctrl+C."""
+        with self:
+            print(f"{description} on {self.url} (Ctrl+C to stop)", flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                threading.Event().wait()
