@@ -6,9 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/services.sh
 
-echo "Starting the action server (logs in $LOG_DIR/) ..."
+echo "Starting the QA service and the action server (logs in $LOG_DIR/) ..."
+start_qa_service
 start_action_server
 wait_for_action_server
+wait_for_qa_service
 
 echo "Opening the chat. Type /stop or press Ctrl-D to leave."
 .venv-rasa/bin/rasa shell --model "$RASA_MODEL" --endpoints "$ENDPOINTS" --credentials credentials.yml

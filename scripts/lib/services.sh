@@ -3,11 +3,12 @@
 # Source it from the repository root after `set -euo pipefail`.
 #
 # Environment (defaults in brackets):
-#   ACTIONS_PORT [5055]  RASA_MODEL [models/horoscope.tar.gz]  LOG_DIR [var/log]
+#   ACTIONS_PORT [5055]  QA_PORT [8000]  RASA_MODEL [models/horoscope.tar.gz]  LOG_DIR [var/log]
 #   START_TIMEOUT [180 seconds per service]
-#   DATABASE_URL and HOROSCOPE_API_URL are passed on to Rasa and the actions (see README).
+#   DATABASE_URL, HOROSCOPE_API_URL and the QA_* variables are passed on (see README).
 
 ACTIONS_PORT="${ACTIONS_PORT:-5055}"
+QA_PORT="${QA_PORT:-8000}"
 RASA_MODEL="${RASA_MODEL:-models/horoscope.tar.gz}"
 LOG_DIR="${LOG_DIR:-var/log}"
 START_TIMEOUT="${START_TIMEOUT:-180}"
@@ -29,7 +30,9 @@ check_ports() {
   done
 }
 
-check_ports ACTIONS_PORT
+check_ports ACTIONS_PORT QA_PORT
+# The action server hands open questions to the QA service started here.
+export QA_SERVICE_URL="http://127.0.0.1:${QA_PORT}"
 [[ "$START_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || fail "START_TIMEOUT must be a whole number of seconds, got '$START_TIMEOUT'"
 [[ -f "$RASA_MODEL" ]] || fail "no trained model at $RASA_MODEL; train one with: make train"
 
@@ -97,4 +100,15 @@ start_action_server() {
 
 wait_for_action_server() {
   wait_for "action server" "$ACTIONS_PID" "http://127.0.0.1:${ACTIONS_PORT}/health" "$LOG_DIR/actions.log"
+}
+
+# start_qa_service, later wait_for_qa_service: the index is built from data/knowledge
+# when missing or outdated, then the index and the reader load; ready means both are.
+start_qa_service() {
+  start_service "$LOG_DIR/qa.log" .venv/bin/python -m retrieval serve --host 127.0.0.1 --port "$QA_PORT"
+  QA_PID=$LAST_PID
+}
+
+wait_for_qa_service() {
+  wait_for "QA service" "$QA_PID" "http://127.0.0.1:${QA_PORT}/readyz" "$LOG_DIR/qa.log"
 }

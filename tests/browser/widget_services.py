@@ -65,7 +65,7 @@ def running_services(run_dir: Path) -> Iterator[Services]:
     serve.sh's own defaults apply otherwise (RASA_MODEL from the environment, say).
     """
     database_path = run_dir / "assistant.db"
-    ports = {name: free_port() for name in ("RASA_PORT", "ACTIONS_PORT", "WEB_PORT")}
+    ports = {name: free_port() for name in ("RASA_PORT", "ACTIONS_PORT", "WEB_PORT", "QA_PORT")}
     env = {
         **os.environ,
         **{name: str(port) for name, port in ports.items()},
