@@ -107,10 +107,10 @@ def read_markdown(path: Path, max_chars: int = DEFAULT_MAX_PASSAGE_CHARS) -> lis
             text = handle.read()
     except (OSError, EOFError, UnicodeDecodeError) as error:
         raise IngestError(f"{path}: not a readable text file ({type(error).__name__}: {error})") from error
-    sections = list(_sections(text))
-    doc_title = next((heading for level, heading, _ in sections if level == 1), path.stem)
+    headings = (match for match in map(_HEADING.match, text.splitlines()) if match)
+    doc_title = next((match.group(2) for match in headings if match.group(1) == "#"), path.stem)
     passages = []
-    for _, heading, paragraphs in sections:
+    for heading, paragraphs in _sections(text):
         chunks = pack(paragraphs, max_chars)
         section_slug = slugify(heading) or "intro"
         title = doc_title if heading in ("", doc_title) else f"{doc_title} - {heading}"
@@ -177,9 +177,9 @@ def slugify(text: str) -> str:
     return _NON_SLUG.sub("-", text.casefold()).strip("-")
 
 
-def _sections(text: str) -> Iterator[tuple[int, str, list[str]]]:
-    """Yield (heading level, heading, paragraphs) per section; level 0 for text before any heading."""
-    level, heading, paragraphs, current = 0, "", [], []
+def _sections(text: str) -> Iterator[tuple[str, list[str]]]:
+    """Yield (heading, paragraphs) per section; heading "" for text before any heading."""
+    heading, paragraphs, current = "", [], []
     for line in text.splitlines():
         match = _HEADING.match(line)
         if (match or not line.strip()) and current:
@@ -187,14 +187,14 @@ def _sections(text: str) -> Iterator[tuple[int, str, list[str]]]:
             current = []
         if match:
             if paragraphs:
-                yield level, heading, paragraphs
-            level, heading, paragraphs = len(match.group(1)), match.group(2), []
+                yield heading, paragraphs
+            heading, paragraphs = match.group(2), []
         elif line.strip():
             current.append(line.strip())
     if current:
         paragraphs.append(" ".join(current))
-    if paragraphs or level == 1:
-        yield level, heading, paragraphs
+    if paragraphs:
+        yield heading, paragraphs
 
 
 def _split_words(sentence: str, max_chars: int) -> list[str]:

@@ -86,6 +86,10 @@ def test_markdown_titles_sections_and_ids(tmp_path: Path) -> None:
     ]
     assert passages[1].text == "First paragraph wrapped on two lines."
     assert read_markdown(untitled)[0].title == "notes"
+
+    # A title heading directly followed by a section (no paragraph of its own) still titles the document.
+    (tmp_path / "sun.md").write_text("# The Sun\n\n## Light\n\nThe Sun shines.\n", encoding="utf-8")
+    assert read_markdown(tmp_path / "sun.md")[0].title == "The Sun - Light"
     assert read_markdown(doc) == passages  # same file, same ids and texts on every run
 
 
