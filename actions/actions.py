@@ -181,6 +181,14 @@ def _no_events(tracker: Tracker, domain: DomainDict) -> list[EventType]:
     return []
 
 
+def _sign_or_apologise(dispatcher: CollectingDispatcher, tracker: Tracker) -> str | None:
+    """The canonical sign in horoscope_sign, or None after telling the user it is not one."""
+    sign = normalise_sign(tracker.get_slot(SIGN_SLOT))
+    if sign is None:
+        dispatcher.utter_message(response="utter_unknown_sign")
+    return sign
+
+
 class ActionGetHoroscope(_UsesServices, Action):
     """Today's horoscope for the sign in horoscope_sign; also refreshes is_subscribed."""
 
@@ -191,9 +199,8 @@ class ActionGetHoroscope(_UsesServices, Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
-        sign = normalise_sign(tracker.get_slot(SIGN_SLOT))
+        sign = _sign_or_apologise(dispatcher, tracker)
         if sign is None:
-            dispatcher.utter_message(response="utter_unknown_sign")
             return [SlotSet(SIGN_SLOT, None), SlotSet(DELIVERED_SLOT, False)]
         events = [SlotSet(SIGN_SLOT, sign), *await deliver_horoscope(dispatcher, self.services, sign)]
         return [*events, SlotSet(SUBSCRIBED_SLOT, await self._is_subscribed(tracker.sender_id))]
@@ -217,9 +224,8 @@ class ActionSubscribe(_UsesServices, Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
-        sign = normalise_sign(tracker.get_slot(SIGN_SLOT))
+        sign = _sign_or_apologise(dispatcher, tracker)
         if sign is None:
-            dispatcher.utter_message(response="utter_unknown_sign")
             return [SlotSet(SIGN_SLOT, None)]
         await asyncio.to_thread(self.services.store.subscribe, tracker.sender_id, sign)
         dispatcher.utter_message(response="utter_subscribed", horoscope_sign=display_name(sign))

@@ -14,7 +14,6 @@ this file to serve the healthy API on a fixed port for manual or end-to-end runs
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from urllib.parse import parse_qs, urlsplit
@@ -80,19 +79,6 @@ class HoroscopeApiServer(LoopbackServer):
     def __init__(self, port: int = 0, slow_s: float = 2.0) -> None:
         super().__init__(_Handler, port, slow_s)
 
-    def __enter__(self) -> HoroscopeApiServer:
-        super().__enter__()
-        return self
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--port", type=int, default=8000)
-    args = parser.parse_args()
-    HoroscopeApiServer(port=args.port).serve_until_interrupted("Horoscope API")
-
 
 if __name__ == "__main__":
-    main()
+    HoroscopeApiServer.serve_from_command_line("Horoscope API", __doc__)

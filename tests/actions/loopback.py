@@ -6,9 +6,12 @@ for its context manager; slow routes wait on `server.stopping` so shutdown never
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from typing_extensions import Self
 
 
 class _Server(ThreadingHTTPServer):
@@ -62,7 +65,7 @@ class LoopbackServer:
     def requests_seen(self) -> list[str]:
         return self._server.requests_seen
 
-    def __enter__(self) -> LoopbackServer:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -72,9 +75,14 @@ class LoopbackServer:
         self._server.server_close()
         self._thread.join()
 
-    def serve_until_interrupted(self, description: str) -> None:
-        """For running a server module by hand: serve until Ctrl+C."""
-        with self:
-            print(f"{description} on {self.url} (Ctrl+C to stop)", flush=True)
+    @classmethod
+    def serve_from_command_line(cls, description: str, usage: str | None) -> None:
+        """For running a server module by hand (`--port`): serve until Ctrl+C."""
+        parser = argparse.ArgumentParser(
+            description=usage, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
+        parser.add_argument("--port", type=int, default=8000)
+        with cls(port=parser.parse_args().port) as server:
+            print(f"{description} on {server.url} (Ctrl+C to stop)", flush=True)
             with contextlib.suppress(KeyboardInterrupt):
                 threading.Event().wait()

@@ -18,7 +18,6 @@ confidence 0.92 and abstains on anything else. Run this file to serve it by hand
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from typing import Any
@@ -118,19 +117,6 @@ class QaServiceServer(LoopbackServer):
     def __init__(self, port: int = 0, slow_s: float = 2.0) -> None:
         super().__init__(_Handler, port, slow_s)
 
-    def __enter__(self) -> QaServiceServer:
-        super().__enter__()
-        return self
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--port", type=int, default=8000)
-    args = parser.parse_args()
-    QaServiceServer(port=args.port).serve_until_interrupted("QA service")
-
 
 if __name__ == "__main__":
-    main()
+    QaServiceServer.serve_from_command_line("QA service", __doc__)

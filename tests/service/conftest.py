@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -33,8 +34,18 @@ def reader_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return snapshot
 
 
-def _start(tmp_path_factory: pytest.TempPathFactory, name: str, args: list[str]) -> ServiceProcess:
-    return ServiceProcess(args, tmp_path_factory.mktemp(name) / "service.log")
+@contextmanager
+def _running(
+    tmp_path_factory: pytest.TempPathFactory, name: str, args: list[str], ready: bool = True
+) -> Iterator[ServiceProcess]:
+    """`python -m retrieval serve ARGS`, waited for until /readyz says 200 when `ready`; stopped after."""
+    service = ServiceProcess(args, tmp_path_factory.mktemp(name) / "service.log")
+    try:
+        if ready:
+            service.wait_for("/readyz", 200)
+        yield service
+    finally:
+        service.stop()
 
 
 @pytest.fixture(scope="session")
@@ -52,19 +63,15 @@ def knowledge_service(
     The shipped CPU-trained reader's calibrated threshold abstains on nearly everything
     (see models/reader/README.md), so answers and sources are tested with abstention off.
     """
-    service = _start(
+    with _running(
         tmp_path_factory,
         "knowledge-service",
         [
             *("--index", str(index_dir), "--docs", str(KNOWLEDGE_DIR)),
             *("--reader", str(reader_dir), "--abstain-threshold", "0"),
         ],
-    )
-    try:
-        service.wait_for("/readyz", 200)
+    ) as service:
         yield service
-    finally:
-        service.stop()
 
 
 @pytest.fixture(scope="session")
@@ -75,19 +82,15 @@ def abstaining_service(
     reader_dir: Path,
 ) -> Iterator[ServiceProcess]:
     """The same index and reader, with the abstention threshold overridden to HIGH_ABSTAIN_THRESHOLD."""
-    service = _start(
+    with _running(
         tmp_path_factory,
         "abstaining-service",
         [
             *("--index", str(index_dir), "--docs"),
             *("--reader", str(reader_dir), "--abstain-threshold", str(HIGH_ABSTAIN_THRESHOLD)),
         ],
-    )
-    try:
-        service.wait_for("/readyz", 200)
+    ) as service:
         yield service
-    finally:
-        service.stop()
 
 
 def _linked_reader(reader_dir: Path, directory: Path) -> Path:
@@ -115,15 +118,13 @@ def loading_service(
     slow_reader_dir: Path,
 ) -> Iterator[ServiceProcess]:
     """A service whose reader is still loading (blocked on the pipe) when the test starts."""
-    service = _start(
+    with _running(
         tmp_path_factory,
         "loading-service",
         ["--index", str(index_dir), "--docs", "--reader", str(slow_reader_dir)],
-    )
-    try:
+        ready=False,
+    ) as service:
         yield service
-    finally:
-        service.stop()
 
 
 @pytest.fixture
@@ -132,15 +133,13 @@ def failing_service(
 ) -> Iterator[ServiceProcess]:
     """A service pointed at a reader folder that does not exist."""
     missing = tmp_path_factory.mktemp("nothing") / "no-such-reader"
-    service = _start(
+    with _running(
         tmp_path_factory,
         "failing-service",
         ["--index", str(index_dir), "--docs", "--reader", str(missing)],
-    )
-    try:
+        ready=False,
+    ) as service:
         yield service
-    finally:
-        service.stop()
 
 
 @pytest.fixture
@@ -156,13 +155,9 @@ def misconfigured_service(
     config = json.loads((reader_dir / "reader_config.json").read_text(encoding="utf-8"))
     config["features"] = {**config["features"], "max_length": 2048, "max_query_tokens": 1000}
     (directory / "reader_config.json").write_text(json.dumps(config), encoding="utf-8")
-    service = _start(
+    with _running(
         tmp_path_factory,
         "misconfigured-service",
         ["--index", str(index_dir), "--docs", "--reader", str(directory)],
-    )
-    try:
-        service.wait_for("/readyz", 200)
+    ) as service:
         yield service
-    finally:
-        service.stop()
