@@ -20,11 +20,6 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
-import hashlib  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import random  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
@@ -33,9 +28,10 @@ import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from bench.common import cached_embeddings, require_files, squad_questions, write_report  # noqa: E402
 from retrieval.documents import Passage  # noqa: E402
 from retrieval.encoder import SentenceEncoder  # noqa: E402
-from retrieval.ingest import load_passages, normalise  # noqa: E402
+from retrieval.ingest import load_passages  # noqa: E402
 from retrieval.retrievers import (  # noqa: E402
     Bm25Retriever,
     DenseRetriever,
@@ -47,9 +43,7 @@ from retrieval.retrievers import (  # noqa: E402
     TfidfSettings,
     indexed_text,
 )
-from retrieval.squad import read_squad  # noqa: E402
 
-CACHE_DIR = Path("/tmp/retrieval-bench-cache")
 DEPTHS = (1, 5, 20)
 BASELINE = "tfidf-unigram-default"
 
@@ -59,24 +53,6 @@ class Built:
     retriever: Retriever
     build_seconds: float
     size_bytes: int | None  # None for a fusion: it stores nothing of its own
-
-
-def cached_embeddings(texts: Sequence[str], encoder: SentenceEncoder) -> tuple[np.ndarray, float]:
-    """Embeddings of `texts` and the seconds their encoding took (measured when the cache was filled)."""
-    digest = hashlib.sha256(str(encoder.model_dir).encode())
-    for text in texts:
-        digest.update(text.encode("utf-8") + b"\0")
-    stem = CACHE_DIR / digest.hexdigest()[:24]
-    vectors_path, meta_path = stem.with_suffix(".npy"), stem.with_suffix(".json")
-    if vectors_path.is_file() and meta_path.is_file():
-        return np.load(vectors_path), json.loads(meta_path.read_text())["encode_seconds"]
-    started = time.perf_counter()
-    vectors = encoder.encode(texts, show_progress=True)
-    seconds = time.perf_counter() - started
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    np.save(vectors_path, vectors)
-    meta_path.write_text(json.dumps({"encode_seconds": seconds, "count": len(texts)}))
-    return vectors, seconds
 
 
 def saved_size(retriever: TfidfRetriever | Bm25Retriever | DenseRetriever) -> int:
@@ -147,18 +123,6 @@ def evaluate(retriever: Retriever, questions: Sequence[tuple[str, str]]) -> dict
     }
 
 
-def load_questions(path: Path, passages: Sequence[Passage], limit: int | None) -> list[tuple[str, str]]:
-    """(question, id of its own paragraph) pairs; a fixed-seed sample of `limit` of them if given."""
-    id_by_text = {normalise(p.text): p.passage_id for p in passages}
-    pairs = []
-    for paragraph in read_squad(path):
-        gold = id_by_text.get(normalise(paragraph.context))
-        if gold is None:
-            raise SystemExit(f"{path}: a question paragraph is not in the corpus; add its file to --corpus")
-        pairs.extend((q.question, gold) for q in paragraph.questions)
-    return random.Random(0).sample(pairs, limit) if limit and limit < len(pairs) else pairs
-
-
 def print_table(rows: dict[str, dict[str, float]]) -> None:
     base = rows[BASELINE]
     print(
@@ -188,10 +152,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
 
+    require_files([*args.corpus, args.questions])
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
     passages = load_passages(args.corpus)
-    questions = load_questions(args.questions, passages, args.limit)
+    questions = [(q, gold) for q, gold, _ in squad_questions(args.questions, passages, args.limit)]
     print(f"{len(passages)} passages, {len(questions)} questions", flush=True)
     encoder = SentenceEncoder(threads=args.threads)
     rows = {}
@@ -201,7 +166,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"  {name}: {rows[name]}", flush=True)
     print_table(rows)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
         report = {
             "corpus": [path.name for path in args.corpus],
             "questions": args.questions.name,
@@ -209,12 +173,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             "question_count": len(questions),
             "limit": args.limit,
             "threads": args.threads,
-            "cpu_count": os.cpu_count(),
-            "machine": platform.machine(),
             "baseline": BASELINE,
             "results": rows,
         }
-        args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        write_report(args.out, report)
 
 
 if __name__ == "__main__":
