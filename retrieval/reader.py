@@ -37,6 +37,9 @@ class ReaderConfig:
     n_best_per_window: int = 20
     batch_size: int = 32
     abstain_threshold: float = 0.0  # answers below this confidence become "no answer"; set by calibration
+    # Logits taken off the spans of each passage per place it stands lower in the retrieval
+    # ranking (see retrieval.postprocess); 0 reads all passages as equals.
+    passage_rank_penalty: float = 1.0
 
     def save(self, model_dir: str | Path) -> None:
         (Path(model_dir) / CONFIG_FILE).write_text(
@@ -181,15 +184,20 @@ class Reader:
         return results
 
     def answer_many(self, queries: Sequence[tuple[str, Sequence[Passage]]], top_n: int = 5) -> list[Answer]:
-        """Answer several (question, passages) queries with shared batches; one Answer per query, in order."""
+        """Answer several (question, passages) queries with shared batches; one Answer per query, in order.
+
+        Each query's passages come best first, as the retriever ranked them.
+        """
         pairs: list[QAPair] = []
         owners: list[tuple[int, Passage]] = []  # pair index -> (query index, passage)
+        priors: list[float] = []  # pair index -> score prior from the passage's retrieval rank
         for query_index, (question, passages) in enumerate(queries):
             if not question or not question.strip():
                 raise ValueError("the question is empty")
-            for passage in passages:
+            for rank, passage in enumerate(passages):
                 pairs.append(QAPair(question=question, context=passage.text))
                 owners.append((query_index, passage))
+                priors.append(-self.config.passage_rank_penalty * rank)
         windows = encode_pairs(self.tokenizer, pairs, self.config.features)
         logits = self.window_logits(windows)
         by_query: list[list[int]] = [[] for _ in queries]
@@ -197,7 +205,9 @@ class Reader:
             by_query[owners[window.pair_index][0]].append(window_index)
         contexts = [pair.context for pair in pairs]
         return [
-            self._decide([windows[i] for i in indices], [logits[i] for i in indices], contexts, owners, top_n)
+            self._decide(
+                [windows[i] for i in indices], [logits[i] for i in indices], contexts, owners, priors, top_n
+            )
             for indices in by_query
         ]
 
@@ -211,6 +221,7 @@ class Reader:
         logits: list[tuple[np.ndarray, np.ndarray]],
         contexts: list[str],
         owners: list[tuple[int, Passage]],
+        priors: list[float],
         top_n: int,
     ) -> Answer:
         prediction = rank_spans(
@@ -221,6 +232,7 @@ class Reader:
             max_answer_tokens=self.config.max_answer_tokens,
             n_best_per_window=self.config.n_best_per_window,
             top_n=max(1, top_n),
+            pair_priors=priors,
         )
         candidates = tuple(
             Candidate(

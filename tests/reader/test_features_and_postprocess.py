@@ -124,6 +124,25 @@ def test_confidences_are_comparable_across_passages_and_abstention_follows_the_t
     assert prediction.best(best + 1e-6) is None
 
 
+def test_passage_priors_shift_the_choice_between_passages(tokenizer):
+    """The reader's retrieval-rank penalty: a span 1 logit higher loses to one 2 logits of prior ahead."""
+    contexts = ["Pears grow in Tesk.", "Quinces grow in Velna."]
+    windows = encode_pairs(tokenizer, [QAPair("what grows?", c) for c in contexts], FeatureConfig())
+    starts, ends = logits_for(
+        windows,
+        {
+            0: (token_at(windows[0], 0), token_at(windows[0], 4), 2.0),
+            1: (token_at(windows[1], 0), token_at(windows[1], 6), 2.5),
+        },
+    )
+    unranked = rank_spans(windows, starts, ends, contexts)
+    ranked = rank_spans(windows, starts, ends, contexts, pair_priors=[0.0, -2.0])
+
+    assert unranked.candidates[0].text == "Quinces"
+    assert [c.text for c in ranked.candidates[:2]] == ["Pears", "Quinces"]
+    assert ranked.candidates[1].score == pytest.approx(unranked.candidates[0].score - 2.0)
+
+
 def test_no_windows_means_no_answer():
     prediction = rank_spans([], [], [], [])
     assert prediction.candidates == () and prediction.best(0.0) is None
