@@ -73,6 +73,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         threads=args.threads,
         abstain_threshold=args.abstain_threshold,
+        min_relevance=args.min_relevance,
     )
     serve(config)
     return 0
@@ -120,6 +121,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
     serve.add_argument(
         "--abstain-threshold", type=float, help="override the reader's calibrated abstention threshold"
+    )
+    serve.add_argument(
+        "--min-relevance",
+        type=float,
+        help="off-topic cut: best-passage cosine similarity below which the reader is not asked (0.30)",
     )
     serve.set_defaults(run=_serve)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.resources
 import os
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +21,7 @@ MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 EMBEDDING_DIM = 384
 MAX_TOKENS = 256  # the model's training length (sentence_bert_config.json)
 PROGRESS_THRESHOLD = 1000  # show a progress bar from this many texts on
+QUERY_CACHE_SIZE = 256  # recent questions whose embedding is kept (the service embeds each one twice)
 
 
 def packaged_model_dir() -> Path:
@@ -47,6 +49,7 @@ class SentenceEncoder:
         self.max_tokens = max_tokens
         self._tokenizer = None
         self._model = None
+        self._recent_queries: OrderedDict[str, np.ndarray] = OrderedDict()
 
     @property
     def is_loaded(self) -> bool:
@@ -68,6 +71,23 @@ class SentenceEncoder:
         transformers_logging.disable_progress_bar()  # a per-weight bar on every service start is noise
         self._tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
         self._model = AutoModel.from_pretrained(self.model_dir, local_files_only=True).eval()
+
+    def encode_query(self, text: str) -> np.ndarray:
+        """A (1, 384) embedding of one question, remembered for the next few questions.
+
+        Ranking and the relevance check each need the question's embedding; the cache makes
+        that one encoding. Callers must not modify the returned array.
+        """
+        cached = self._recent_queries.get(text)
+        if cached is None:
+            cached = self.encode([text])
+            cached.setflags(write=False)
+            self._recent_queries[text] = cached
+            if len(self._recent_queries) > QUERY_CACHE_SIZE:
+                self._recent_queries.popitem(last=False)
+        else:
+            self._recent_queries.move_to_end(text)
+        return cached
 
     def encode(self, texts: Sequence[str], show_progress: bool | None = None) -> np.ndarray:
         """Return an (n, 384) float32 array of L2-normalised embeddings, in input order.

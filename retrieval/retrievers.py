@@ -192,7 +192,7 @@ class DenseRetriever:
         return cls(passages, index, encoder, settings)
 
     def search(self, question: str, k: int) -> list[ScoredPassage]:
-        scores, ids = self.index.search(self.encoder.encode([question]), min(k, len(self.passages)))
+        scores, ids = self.index.search(self.encoder.encode_query(question), min(k, len(self.passages)))
         return [
             ScoredPassage(self.passages[i], float(s))
             for s, i in zip(scores[0], ids[0], strict=True)

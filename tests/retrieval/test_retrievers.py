@@ -34,6 +34,18 @@ def test_encoder_gives_unit_vectors_equal_to_sentence_transformers(encoder: Sent
     np.testing.assert_allclose(vectors, reference.encode(texts, normalize_embeddings=True), atol=1e-4)
 
 
+def test_query_embeddings_are_remembered_and_read_only(encoder: SentenceEncoder) -> None:
+    """The service embeds each question twice (ranking, relevance): the second time is a cache hit."""
+    question = "Which sign rules the water?"
+
+    first = encoder.encode_query(question)
+
+    np.testing.assert_allclose(first, encoder.encode([question]), atol=1e-6)
+    assert encoder.encode_query(question) is first
+    with pytest.raises(ValueError):
+        first[0, 0] = 1.0
+
+
 def _retrievers(tiny_docs: Path, encoder: SentenceEncoder) -> dict[str, Retriever]:
     passages = load_passages([tiny_docs])
     embeddings = encoder.encode([f"{p.title}\n{p.text}" for p in passages])

@@ -150,7 +150,8 @@ def misconfigured_service(
     reader_dir: Path,
 ) -> Iterator[ServiceProcess]:
     """A reader whose reader_config.json allows windows longer than the model's 512 positions: it
-    loads, but a long question makes inference raise, the way a mismatched config fails in production."""
+    loads, but a long question makes inference raise, the way a mismatched config fails in production.
+    The relevance cut is off (-1) so every question reaches the reader."""
     directory = _linked_reader(reader_dir, tmp_path_factory.mktemp("misconfigured") / "reader")
     config = json.loads((reader_dir / "reader_config.json").read_text(encoding="utf-8"))
     config["features"] = {**config["features"], "max_length": 2048, "max_query_tokens": 1000}
@@ -158,6 +159,6 @@ def misconfigured_service(
     with _running(
         tmp_path_factory,
         "misconfigured-service",
-        ["--index", str(index_dir), "--docs", "--reader", str(directory)],
+        ["--index", str(index_dir), "--docs", "--reader", str(directory), "--min-relevance", "-1"],
     ) as service:
         yield service
