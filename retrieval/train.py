@@ -54,6 +54,8 @@ from retrieval.squad import SquadParagraph, SquadQuestion, read_squad
 log = logging.getLogger("retrieval.train")
 
 CHECKPOINT_DIR = "checkpoint"  # inside --out: the latest resumable state (the best model is --out itself)
+# Calibration keeps a threshold only if it still answers at least this share of answerable questions.
+MIN_ANSWERED_SHARE = 0.5
 
 
 def default_init_dir() -> str:
@@ -238,8 +240,30 @@ def evaluate(reader: Reader, examples: Sequence[Example]) -> dict[str, float]:
     return squad_scores(scored)
 
 
+def usable_threshold(threshold: float, answerable_confidences: Sequence[float]) -> tuple[float, float]:
+    """`threshold`, or 0 if it answers under MIN_ANSWERED_SHARE of answerable questions; and that share."""
+    if not answerable_confidences:
+        return threshold, 1.0
+    share = sum(c >= threshold for c in answerable_confidences) / len(answerable_confidences)
+    if share >= MIN_ANSWERED_SHARE:
+        return threshold, share
+    log.warning(
+        "the best SQuAD 2.0 threshold %.4f answers only %.1f%% of the answerable questions: "
+        "the reader cannot tell unanswerable ones apart; storing 0",
+        threshold,
+        100 * share,
+    )
+    return 0.0, share
+
+
 def calibrate(model_dir: Path, dev_file: Path, max_examples: int = 0, seed: int = 13) -> dict[str, Any]:
-    """Store in the model the abstention threshold maximising SQuAD 2.0 F1 on `dev_file`; return scores."""
+    """Store in the model the abstention threshold maximising SQuAD 2.0 F1 on `dev_file`; return scores.
+
+    A reader fine-tuned on SQuAD 1.1 only has never seen an unanswerable question; when the best
+    threshold would leave fewer than MIN_ANSWERED_SHARE of the answerable questions answered, its
+    confidence cannot tell them apart, and the threshold stored is 0: the service's relevance cut
+    then does the abstaining. calibration.json records both.
+    """
     reader = Reader.load(model_dir)
     examples = load_examples(dev_file, max_examples, seed)
     if not any(e.question.is_impossible or not e.question.answers for e in examples):
@@ -255,6 +279,9 @@ def calibrate(model_dir: Path, dev_file: Path, max_examples: int = 0, seed: int 
         for g, a in zip(golds, answers, strict=True)
     ]
     threshold, best_f1 = best_abstention_threshold([a.confidence for a in answers], guesses)
+    best_threshold = threshold
+    answerable = [a.confidence for g, a in zip(guesses, answers, strict=True) if g.has_answer]
+    threshold, answered_share = usable_threshold(best_threshold, answerable)
     abstaining = [
         ScoredQuestion(g.golds, g.prediction if a.confidence >= threshold else "")
         for g, a in zip(guesses, answers, strict=True)
@@ -262,7 +289,9 @@ def calibrate(model_dir: Path, dev_file: Path, max_examples: int = 0, seed: int 
     result = {
         "dev_file": str(dev_file),
         "abstain_threshold": threshold,
-        "f1_at_threshold": best_f1,
+        "best_f1_threshold": best_threshold,
+        "f1_at_best_f1_threshold": best_f1,
+        "answerable_share_answered_at_best_f1_threshold": answered_share,
         "scores": squad_scores(abstaining),
         "scores_never_abstaining": squad_scores(guesses),
     }

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from retrieval.documents import Passage
 from retrieval.reader import Reader
-from retrieval.train import calibrate, spawn_training
+from retrieval.train import MIN_ANSWERED_SHARE, calibrate, spawn_training, usable_threshold
 
 EPOCHS = 6
 
@@ -133,9 +133,20 @@ def test_calibration_stores_a_threshold_that_maximises_squad2_f1(full_run, squad
     assert stored == result["abstain_threshold"]
     scores = result["scores"]
     assert scores["HasAns_total"] == 12 and scores["NoAns_total"] == 2
-    assert scores["f1"] == pytest.approx(result["f1_at_threshold"])
-    assert scores["f1"] >= result["scores_never_abstaining"]["f1"]
+    assert result["f1_at_best_f1_threshold"] >= result["scores_never_abstaining"]["f1"]
+    if result["answerable_share_answered_at_best_f1_threshold"] >= MIN_ANSWERED_SHARE:
+        assert stored == result["best_f1_threshold"]
+        assert scores["f1"] == pytest.approx(result["f1_at_best_f1_threshold"])
+    else:  # the tiny model cannot tell unanswerable questions apart: it answers everything
+        assert stored == 0.0 and scores == result["scores_never_abstaining"]
     assert Reader.load(model_dir).config.abstain_threshold == stored
+
+
+def test_a_threshold_that_answers_too_few_answerable_questions_is_not_kept():
+    confidences = [0.95, 0.2, 0.3]
+
+    assert usable_threshold(0.25, confidences) == (0.25, pytest.approx(2 / 3))
+    assert usable_threshold(0.9, confidences) == (0.0, pytest.approx(1 / 3))
 
 
 def test_calibration_rejects_a_file_without_unanswerable_questions(full_run, squad_file):
