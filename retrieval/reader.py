@@ -194,10 +194,10 @@ class Reader:
         for query_index, (question, passages) in enumerate(queries):
             if not question or not question.strip():
                 raise ValueError("the question is empty")
-            for rank, passage in enumerate(passages):
+            priors.extend(self.rank_priors(len(passages)))
+            for passage in passages:
                 pairs.append(QAPair(question=question, context=passage.text))
                 owners.append((query_index, passage))
-                priors.append(-self.config.passage_rank_penalty * rank)
         windows = encode_pairs(self.tokenizer, pairs, self.config.features)
         logits = self.window_logits(windows)
         by_query: list[list[int]] = [[] for _ in queries]
@@ -210,6 +210,10 @@ class Reader:
             )
             for indices in by_query
         ]
+
+    def rank_priors(self, passage_count: int) -> list[float]:
+        """The score prior of each retrieval rank, added to the spans of the passage at that rank."""
+        return [-self.config.passage_rank_penalty * rank for rank in range(passage_count)]
 
     def answer(self, question: str, passages: Sequence[Passage], top_n: int = 5) -> Answer:
         """The best answer span in `passages` (with up to `top_n` candidates), or an abstention."""

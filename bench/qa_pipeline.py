@@ -1,0 +1,351 @@
+"""Benchmark of open-domain QA on SQuAD: retrieve from ~20,000 paragraphs, then read; EM/F1 per design.
+
+Each sampled dev question is answered from the whole corpus by
+  - the baseline, the original design: unigram TF-IDF with default settings over untitled passages
+    (as bench/retrieval.py's baseline), its top-1 passage read by the reader;
+  - the project's pipeline: the hybrid retriever (RRF of BM25 and dense flat) and the reader over its
+    top k passages, for every k in --depths;
+  - the upper bound: the reader on the question's own (gold) paragraph.
+The hit rate (gold paragraph among the first k) separates retrieval losses from reading losses.
+
+The reader never abstains here: SQuAD v1.1 questions all have answers, so the best span is taken
+even below the reader's calibrated abstention threshold. Its decision is otherwise the Reader's
+(retrieval.postprocess.rank_spans over the windows of all k passages, with the reader's config and
+its prior against lower-ranked passages).
+Each window's logits are computed once: the passages ranked (previous k, k] are tokenised and
+scored in their own call, so the seconds for k (retrieval + reading the first k passages) are
+measured, not estimated; serving reads its k passages in one call, batched a little differently.
+
+    .venv/bin/python bench/qa_pipeline.py \
+        --corpus ../shared/data/squad/train-v1.1.json.gz ../shared/data/squad/dev-v1.1.json.gz \
+        --questions ../shared/data/squad/dev-v1.1.json.gz --threads 1
+
+The default 200 questions take about 7 minutes on the shared 2-core machine (each reads ~25 windows);
+on a machine busy with other work, --threads 1 is faster than 2 (two threads wait on each other).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, this file's folder comes first on sys.path and its name would hide the package.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import hashlib  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+
+import faiss  # noqa: E402
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from bench.common import (  # noqa: E402
+    RESULTS_DIR,
+    cached_embeddings,
+    require_files,
+    squad_questions,
+    write_report,
+)
+from retrieval.documents import Passage  # noqa: E402
+from retrieval.encoder import SentenceEncoder  # noqa: E402
+from retrieval.ingest import load_passages  # noqa: E402
+from retrieval.metrics import ScoredQuestion, squad_scores  # noqa: E402
+from retrieval.postprocess import rank_spans  # noqa: E402
+from retrieval.qa_features import QAPair, Window, encode_pairs  # noqa: E402
+from retrieval.reader import Reader  # noqa: E402
+from retrieval.retrievers import (  # noqa: E402
+    Bm25Retriever,
+    DenseRetriever,
+    DenseSettings,
+    HybridRetriever,
+    HybridSettings,
+    Retriever,
+    TfidfRetriever,
+    TfidfSettings,
+    indexed_text,
+)
+
+DEFAULT_DEPTHS = "1,3,5,10,20"
+BASELINE = "baseline: tfidf-unigram-default top-1"
+HYBRID = "hybrid-rrf(bm25,dense)"
+GOLD = "upper bound: gold paragraph"
+
+
+@dataclasses.dataclass(frozen=True)
+class Reading:
+    """The answer found in the first k passages, and the seconds that took, for each k read."""
+
+    predictions: dict[int, str]
+    seconds: dict[int, float]
+
+
+@dataclasses.dataclass
+class Tally:
+    """One design at one depth, summed over the questions asked."""
+
+    scored: list[ScoredQuestion] = dataclasses.field(default_factory=list)
+    hits: int = 0
+    seconds: float = 0.0
+
+    def add(self, golds: Sequence[str], prediction: str, hit: bool, seconds: float) -> None:
+        self.scored.append(ScoredQuestion(golds=tuple(golds), prediction=prediction))
+        self.hits += hit
+        self.seconds += seconds
+
+    def summary(self, depth: int) -> dict[str, float]:
+        scores = squad_scores(self.scored)
+        return {
+            "k": depth,
+            "hit_rate": 100.0 * self.hits / len(self.scored),
+            "exact": scores["exact"],
+            "f1": scores["f1"],
+            "seconds_per_question": self.seconds / len(self.scored),
+        }
+
+
+def parse_depths(text: str) -> tuple[int, ...]:
+    """ "1,3,5" -> (1, 3, 5): sorted, distinct, each at least 1."""
+    try:
+        depths = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"depths must be comma-separated integers, got {text!r}") from None
+    if not depths or depths[0] < 1:
+        raise argparse.ArgumentTypeError(f"depths must be integers of at least 1, got {text!r}")
+    return tuple(depths)
+
+
+def build_retrievers(passages: list[Passage], encoder: SentenceEncoder) -> tuple[Retriever, Retriever]:
+    """The baseline (unigram TF-IDF, defaults, no titles) and the hybrid, built as bench/retrieval.py does."""
+    untitled = [dataclasses.replace(p, title="") for p in passages]
+    baseline = TfidfRetriever.build(
+        untitled, TfidfSettings(ngram_range=(1, 1), sublinear_tf=False, stop_words=None)
+    )
+    embeddings, _ = cached_embeddings([indexed_text(p) for p in passages], encoder)
+    dense = DenseRetriever.from_embeddings(passages, embeddings, encoder, DenseSettings(index_type="flat"))
+    hybrid = HybridRetriever(
+        [Bm25Retriever.build(passages), dense], HybridSettings(members=("bm25", "dense"))
+    )
+    return baseline, hybrid
+
+
+def encode_band(reader: Reader, question: str, passages: Sequence[Passage], first_index: int) -> list[Window]:
+    """Windows of `passages`, numbered as pairs first_index, first_index + 1, ... of the whole ranking."""
+    windows = encode_pairs(
+        reader.tokenizer,
+        [QAPair(question=question, context=p.text) for p in passages],
+        reader.config.features,
+    )
+    return [dataclasses.replace(w, pair_index=w.pair_index + first_index) for w in windows]
+
+
+def read_at_depths(
+    reader: Reader, question: str, ranked: Sequence[Passage], depths: Sequence[int]
+) -> Reading:
+    """The reader's best span (never abstaining) in the first k passages of `ranked`, for each k in depths."""
+    windows: list[Window] = []
+    logits = []
+    contexts = [passage.text for passage in ranked]
+    priors = reader.rank_priors(len(ranked))
+    scoring_seconds = 0.0
+    predictions, seconds = {}, {}
+    previous = 0
+    for depth in depths:
+        started = time.perf_counter()
+        band = encode_band(reader, question, ranked[previous:depth], previous)
+        windows.extend(band)
+        logits.extend(reader.window_logits(band))
+        ranking_started = time.perf_counter()
+        scoring_seconds += ranking_started - started
+        prediction = rank_spans(
+            windows,
+            [start for start, _ in logits],
+            [end for _, end in logits],
+            contexts,
+            max_answer_tokens=reader.config.max_answer_tokens,
+            n_best_per_window=reader.config.n_best_per_window,
+            top_n=1,
+            pair_priors=priors,
+        )
+        best = prediction.best(abstain_threshold=0.0)  # every SQuAD v1.1 question has an answer
+        predictions[depth] = best.text if best is not None else ""
+        seconds[depth] = scoring_seconds + time.perf_counter() - ranking_started
+        previous = depth
+    return Reading(predictions, seconds)
+
+
+def timed_search(retriever: Retriever, question: str, k: int) -> tuple[list[Passage], float]:
+    started = time.perf_counter()
+    ranked = [scored.passage for scored in retriever.search(question, k)]
+    return ranked, time.perf_counter() - started
+
+
+def run(
+    questions: Sequence[tuple[str, str, list[str]]],
+    passages_by_id: dict[str, Passage],
+    baseline: Retriever,
+    hybrid: Retriever,
+    reader: Reader,
+    depths: Sequence[int],
+) -> dict[str, dict[str, float]]:
+    """Answer every question with each design; the rows of the table, keyed by name."""
+    tallies = {(BASELINE, 1): Tally(), **{(HYBRID, k): Tally() for k in depths}, (GOLD, 1): Tally()}
+    for question, gold_id, golds in tqdm(questions, desc="questions", unit="q"):
+        ranked, search_seconds = timed_search(baseline, question, 1)
+        reading = read_at_depths(reader, question, ranked, (1,))
+        hit = gold_id in (p.passage_id for p in ranked)
+        tallies[BASELINE, 1].add(golds, reading.predictions[1], hit, search_seconds + reading.seconds[1])
+
+        ranked, search_seconds = timed_search(hybrid, question, max(depths))
+        reading = read_at_depths(reader, question, ranked, depths)
+        ids = [p.passage_id for p in ranked]
+        for k in depths:
+            tallies[HYBRID, k].add(
+                golds, reading.predictions[k], gold_id in ids[:k], search_seconds + reading.seconds[k]
+            )
+
+        reading = read_at_depths(reader, question, [passages_by_id[gold_id]], (1,))
+        tallies[GOLD, 1].add(golds, reading.predictions[1], True, reading.seconds[1])
+    return {
+        (name if name != HYBRID else f"{HYBRID} top-{k}"): tally.summary(k)
+        for (name, k), tally in tallies.items()
+    }
+
+
+def print_table(rows: dict[str, dict[str, float]]) -> None:
+    base = rows[BASELINE]
+    print(
+        f"{'design':38} {'k':>3} {'hit@k':>6} {'EM':>6} {'F1':>6} {'s/q':>7}   "
+        f"{'EM/base':>7} {'F1/base':>7} {'s/base':>7}"
+    )
+    for name, row in rows.items():
+        print(
+            f"{name:38} {row['k']:3d} {row['hit_rate']:6.1f} {row['exact']:6.1f} {row['f1']:6.1f} "
+            f"{row['seconds_per_question']:7.3f}   {ratio(row['exact'], base['exact']):>7} "
+            f"{ratio(row['f1'], base['f1']):>7} "
+            f"{ratio(row['seconds_per_question'], base['seconds_per_question']):>7}"
+        )
+
+
+def ratio(value: float, base: float) -> str:
+    return f"{value / base:.2f}" if base else "-"
+
+
+def plot(rows: dict[str, dict[str, float]], path: Path) -> None:
+    """F1, EM and hit rate of the hybrid pipeline against k, with the baseline and the upper bound."""
+    hybrid_rows = [row for name, row in rows.items() if name.startswith(HYBRID)]
+    depths = [row["k"] for row in hybrid_rows]
+    figure, axes = plt.subplots(figsize=(11, 5))
+    for key, label, color in (
+        ("hit_rate", "retrieval hit rate (gold paragraph in top k)", "tab:gray"),
+        ("f1", "F1, hybrid + reader", "tab:blue"),
+        ("exact", "EM, hybrid + reader", "tab:orange"),
+    ):
+        axes.plot(depths, [row[key] for row in hybrid_rows], marker="o", color=color, label=label)
+    for name, style in ((BASELINE, ":"), (GOLD, "--")):
+        for key, color in (("f1", "tab:blue"), ("exact", "tab:orange")):
+            metric = "F1" if key == "f1" else "EM"
+            axes.axhline(rows[name][key], linestyle=style, color=color, alpha=0.7, label=f"{metric}, {name}")
+    axes.set_xscale("log")
+    axes.set_xticks(depths, [str(depth) for depth in depths])
+    axes.minorticks_off()
+    axes.set_xlabel("passages read (k)")
+    axes.set_ylabel("percent")
+    axes.set_ylim(0, 102)
+    axes.set_title("Open-domain QA on SQuAD dev: hybrid retriever + reader vs k")
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    print(f"plot written to {path}")
+
+
+def directory_digest(directory: Path) -> str:
+    """SHA-256 over the names and bytes of the files in a model directory: which weights were measured."""
+    digest = hashlib.sha256()
+    for file in sorted(path for path in directory.iterdir() if path.is_file()):
+        digest.update(file.name.encode() + b"\0" + hashlib.sha256(file.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--corpus", nargs="+", required=True, type=Path, help="SQuAD files whose paragraphs are indexed"
+    )
+    parser.add_argument(
+        "--questions", required=True, type=Path, help="SQuAD v1.1 file whose questions are asked"
+    )
+    parser.add_argument(
+        "--limit", type=int, default=200, help="ask a fixed random sample of this many questions"
+    )
+    parser.add_argument(
+        "--depths", type=parse_depths, default=DEFAULT_DEPTHS, help="passages read by the hybrid pipeline"
+    )
+    parser.add_argument("--reader", type=Path, default=Path("models/reader"), help="reader model directory")
+    parser.add_argument(
+        "--rank-penalty",
+        type=float,
+        default=None,
+        help="override the reader's passage_rank_penalty (logits per retrieval rank; 0 = none)",
+    )
+    parser.add_argument("--threads", type=int, default=2, help="torch and FAISS threads")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "qa_pipeline.json", help="JSON results")
+    parser.add_argument("--plot", type=Path, default=RESULTS_DIR / "qa_pipeline.png", help="PNG plot")
+    args = parser.parse_args(argv)
+    if args.limit < 1:
+        parser.error(f"--limit must be at least 1, got {args.limit}")
+
+    require_files([*args.corpus, args.questions])
+    torch.set_num_threads(args.threads)
+    faiss.omp_set_num_threads(args.threads)
+    try:
+        reader = Reader.load(args.reader, threads=args.threads)
+    except (FileNotFoundError, OSError) as error:
+        raise SystemExit(f"cannot load the reader: {error}") from None
+    if args.rank_penalty is not None:
+        config = dataclasses.replace(reader.config, passage_rank_penalty=args.rank_penalty)
+        reader = Reader(reader.model, reader.tokenizer, config)
+    passages = load_passages(args.corpus)
+    questions = squad_questions(args.questions, passages, args.limit)
+    print(f"{len(passages)} passages, {len(questions)} questions, depths {args.depths}", flush=True)
+    baseline, hybrid = build_retrievers(passages, SentenceEncoder(threads=args.threads))
+    passages_by_id = {passage.passage_id: passage for passage in passages}
+
+    started = time.perf_counter()
+    rows = run(questions, passages_by_id, baseline, hybrid, reader, args.depths)
+    print(f"answered in {time.perf_counter() - started:.0f} s")
+    print_table(rows)
+    plot(rows, args.plot)
+    write_report(
+        args.out,
+        {
+            "corpus": [path.name for path in args.corpus],
+            "questions": args.questions.name,
+            "passages": len(passages),
+            "question_count": len(questions),
+            "limit": args.limit,
+            "depths": list(args.depths),
+            "threads": args.threads,
+            "reader": {
+                "directory": str(args.reader),
+                "sha256": directory_digest(args.reader),
+                "config": dataclasses.asdict(reader.config),
+                "abstains": False,
+            },
+            "baseline": BASELINE,
+            "seconds": "mean per question: retrieval + tokenising, scoring and ranking the k passages read",
+            "results": rows,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
