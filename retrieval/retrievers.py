@@ -160,7 +160,7 @@ class DenseRetriever:
     ):
         self.passages = list(passages)
         self.encoder = encoder
-        _apply_search_settings(index, settings)
+        apply_search_settings(index, settings)
         self.index = (
             faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
             if settings.use_gpu and gpu_available()
@@ -184,7 +184,7 @@ class DenseRetriever:
         settings: DenseSettings,
     ) -> DenseRetriever:
         """Index precomputed embeddings (the benchmark reuses one encoding for several index types)."""
-        index = _new_index(settings, len(passages))
+        index = new_index(settings, len(passages))
         embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
         if not index.is_trained:
             index.train(embeddings)
@@ -211,7 +211,8 @@ class DenseRetriever:
         return cls(passages, faiss.read_index(str(directory / cls.file)), encoder, settings)
 
 
-def _new_index(settings: DenseSettings, size: int) -> faiss.Index:
+def new_index(settings: DenseSettings, size: int) -> faiss.Index:
+    """An empty FAISS inner-product index of the configured type for `size` vectors."""
     if settings.index_type == "flat":
         return faiss.IndexFlatIP(EMBEDDING_DIM)
     if settings.index_type == "hnsw":
@@ -227,7 +228,8 @@ def _new_index(settings: DenseSettings, size: int) -> faiss.Index:
     raise ValueError(f"unknown dense index type {settings.index_type!r} (expected flat, hnsw or ivf)")
 
 
-def _apply_search_settings(index: faiss.Index, settings: DenseSettings) -> None:
+def apply_search_settings(index: faiss.Index, settings: DenseSettings) -> None:
+    """Set the search-time knobs (HNSW efSearch, IVF nprobe) that a saved index does not keep."""
     if isinstance(index, faiss.IndexHNSW):
         index.hnsw.efSearch = settings.hnsw_ef_search
     elif isinstance(index, faiss.IndexIVF):
