@@ -17,6 +17,7 @@ from pathlib import Path
 from retrieval.encoder import SentenceEncoder
 from retrieval.index_store import RETRIEVER_NAMES, IndexSettings, IndexStoreError, build_index, load_index
 from retrieval.ingest import DEFAULT_MAX_PASSAGE_CHARS, IngestError
+from retrieval.reader import BACKENDS
 from retrieval.retrievers import DenseSettings
 
 EXIT_BAD_INPUT = 2
@@ -74,6 +75,8 @@ def _serve(args: argparse.Namespace) -> int:
         threads=args.threads,
         abstain_threshold=args.abstain_threshold,
         min_relevance=args.min_relevance,
+        reader_backend=args.reader_backend,
+        export_dir=args.export_dir,
     )
     serve(config)
     return 0
@@ -121,6 +124,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
     serve.add_argument(
         "--abstain-threshold", type=float, help="override the reader's calibrated abstention threshold"
+    )
+    serve.add_argument(
+        "--reader-backend",
+        choices=BACKENDS,
+        help="torch, or an export made at start: onnx (default), onnx-int8, torchscript",
+    )
+    serve.add_argument(
+        "--export-dir", type=Path, help="where the exported reader is kept (var/reader-export)"
     )
     serve.add_argument(
         "--min-relevance",

@@ -14,9 +14,12 @@ are further from PyTorch's than its stated tolerance.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
+import shutil
 import sys
+import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +32,7 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 from transformers import BertForQuestionAnswering
 
 from retrieval.documents import Passage
+from retrieval.index_store import replace_dir
 from retrieval.qa_features import QAPair, Window, collate, encode_pairs
 from retrieval.reader import EXPORTED_FILES, INPUT_NAMES, OUTPUT_NAMES, Answer, Reader
 from retrieval.squad import read_squad
@@ -177,9 +181,44 @@ def check_parity(
     return results
 
 
+def source_digest(reader_dir: Path) -> str:
+    """A hash of the reader's files: an export made from other weights or settings is stale."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in reader_dir.iterdir() if p.is_file() and p.suffix != ".md"):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def ensure_export(reader_dir: Path, out: Path, threads: int | None = None) -> bool:
+    """Export `reader_dir` into `out` unless `out` already holds an export of these exact files.
+
+    What the QA service calls at start for an exported backend. The export is written next to
+    `out` and swapped in whole, so a crash never leaves a half-written one. True if it exported.
+    """
+    digest = source_digest(reader_dir)
+    metadata_file = out / METADATA_FILE
+    if metadata_file.is_file():
+        metadata = json.loads(metadata_file.read_text(encoding="utf-8"))
+        if metadata.get("source_digest") == digest and all(
+            (out / f).is_file() for f in metadata["files"].values()
+        ):
+            return False
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        files = export_reader(reader_dir, staging, threads)
+        write_metadata(staging, reader_dir, files, check=None)
+        replace_dir(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return True
+
+
 def write_metadata(out: Path, reader_dir: Path, files: dict[str, str], check: dict[str, Any] | None) -> None:
     metadata: dict[str, Any] = {
         "source": str(reader_dir),
+        "source_digest": source_digest(reader_dir),
         "files": files,
         "opset": OPSET,
         "torch": torch.__version__,

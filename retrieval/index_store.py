@@ -134,7 +134,7 @@ def build_index(
             "input_hash": content_hash,
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        _replace_dir(staging, out_dir)
+        replace_dir(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -236,7 +236,7 @@ def _read_passages(path: Path) -> list[Passage]:
         raise IndexStoreError(f"{path}: unreadable passages file ({error})") from error
 
 
-def _replace_dir(staging: Path, target: Path) -> None:
+def replace_dir(staging: Path, target: Path) -> None:
     """Move the finished `staging` folder to `target`; an old `target` is removed only after the swap."""
     if target.exists():
         retired = target.with_name(f".{target.name}.old-{staging.name.rsplit('-', 1)[-1]}")

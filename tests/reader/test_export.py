@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from retrieval.documents import Passage
-from retrieval.export import ABSOLUTE_TOLERANCE, METADATA_FILE, export_reader, main, parse_args
+from retrieval.export import ABSOLUTE_TOLERANCE, METADATA_FILE, ensure_export, export_reader, main, parse_args
 from retrieval.qa_features import QAPair, encode_pairs
-from retrieval.reader import EXPORTED_FILES, Reader
+from retrieval.reader import EXPORTED_FILES, Reader, ReaderConfig
 from retrieval.squad import read_squad
 
 KNOWLEDGE_QA = Path(__file__).parents[1] / "data" / "knowledge_qa.json"
@@ -111,3 +113,21 @@ def test_bad_input_gets_a_clear_error(export_dir, tmp_path, capsys):
     with pytest.raises(SystemExit):
         parse_args(["--reader", str(tmp_path), "--out", str(tmp_path / "out")])
     assert "is not a reader model directory" in capsys.readouterr().err
+
+
+def test_ensure_export_skips_an_export_of_the_same_files_and_redoes_a_stale_one(tmp_path, tiny_model_dir):
+    """What the QA service calls at start: the first call exports, the next reuses, new weights re-export."""
+    reader_dir = tmp_path / "reader"
+    shutil.copytree(tiny_model_dir, reader_dir)
+    out = tmp_path / "export"
+
+    assert ensure_export(reader_dir, out, threads=1) is True
+    onnx_file = out / EXPORTED_FILES["onnx"]
+    first_export = onnx_file.stat().st_mtime_ns
+    assert ensure_export(reader_dir, out, threads=1) is False
+    assert onnx_file.stat().st_mtime_ns == first_export
+
+    replace(ReaderConfig.load(reader_dir), abstain_threshold=0.25).save(reader_dir)
+    assert ensure_export(reader_dir, out, threads=1) is True
+    assert Reader.load(out, backend="onnx").config.abstain_threshold == 0.25
+    assert not list(tmp_path.glob(".export*")), "no staging folder is left behind"

@@ -34,6 +34,12 @@ def reader_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return snapshot
 
 
+@pytest.fixture(scope="session")
+def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the knowledge-base services keep the ONNX export of the reader: made once, then reused."""
+    return tmp_path_factory.mktemp("reader-export") / "export"
+
+
 @contextmanager
 def _running(
     tmp_path_factory: pytest.TempPathFactory, name: str, args: list[str], ready: bool = True
@@ -56,7 +62,7 @@ def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def knowledge_service(
-    tmp_path_factory: pytest.TempPathFactory, index_dir: Path, reader_dir: Path
+    tmp_path_factory: pytest.TempPathFactory, index_dir: Path, reader_dir: Path, export_dir: Path
 ) -> Iterator[ServiceProcess]:
     """The service over the knowledge base, ready, answering every question (threshold 0).
 
@@ -68,7 +74,7 @@ def knowledge_service(
         "knowledge-service",
         [
             *("--index", str(index_dir), "--docs", str(KNOWLEDGE_DIR)),
-            *("--reader", str(reader_dir), "--abstain-threshold", "0"),
+            *("--reader", str(reader_dir), "--abstain-threshold", "0", "--export-dir", str(export_dir)),
         ],
     ) as service:
         yield service
@@ -80,6 +86,7 @@ def abstaining_service(
     knowledge_service: ServiceProcess,
     index_dir: Path,
     reader_dir: Path,
+    export_dir: Path,
 ) -> Iterator[ServiceProcess]:
     """The same index and reader, with the abstention threshold overridden to HIGH_ABSTAIN_THRESHOLD."""
     with _running(
@@ -88,6 +95,7 @@ def abstaining_service(
         [
             *("--index", str(index_dir), "--docs"),
             *("--reader", str(reader_dir), "--abstain-threshold", str(HIGH_ABSTAIN_THRESHOLD)),
+            *("--export-dir", str(export_dir)),
         ],
     ) as service:
         yield service
@@ -121,7 +129,7 @@ def loading_service(
     with _running(
         tmp_path_factory,
         "loading-service",
-        ["--index", str(index_dir), "--docs", "--reader", str(slow_reader_dir)],
+        ["--index", str(index_dir), "--docs", "--reader", str(slow_reader_dir), "--reader-backend", "torch"],
         ready=False,
     ) as service:
         yield service
@@ -136,7 +144,7 @@ def failing_service(
     with _running(
         tmp_path_factory,
         "failing-service",
-        ["--index", str(index_dir), "--docs", "--reader", str(missing)],
+        ["--index", str(index_dir), "--docs", "--reader", str(missing), "--reader-backend", "torch"],
         ready=False,
     ) as service:
         yield service
@@ -159,6 +167,9 @@ def misconfigured_service(
     with _running(
         tmp_path_factory,
         "misconfigured-service",
-        ["--index", str(index_dir), "--docs", "--reader", str(directory), "--min-relevance", "-1"],
+        [
+            *("--index", str(index_dir), "--docs", "--reader", str(directory)),
+            *("--min-relevance", "-1", "--reader-backend", "torch"),
+        ],
     ) as service:
         yield service

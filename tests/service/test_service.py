@@ -61,6 +61,15 @@ def test_answers_from_the_document_about_the_sign(knowledge_service: ServiceProc
     assert body["timings_ms"]["total"] >= body["timings_ms"]["read"]
 
 
+def test_reader_is_served_from_its_onnx_export_made_at_start(
+    knowledge_service: ServiceProcess, export_dir: Path
+) -> None:
+    reader = knowledge_service.call("GET", "/readyz").body["reader"]
+
+    assert reader["state"] == "loaded" and reader["backend"] == "onnx"
+    assert (export_dir / "model.onnx").is_file() and (export_dir / "export.json").is_file()
+
+
 def test_top_k_bounds_the_passages_read(knowledge_service: ServiceProcess) -> None:
     body = ask(knowledge_service, "Which planet rules Scorpio and Aries?", top_k=1).body
 
