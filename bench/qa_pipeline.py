@@ -121,8 +121,11 @@ def parse_depths(text: str) -> tuple[int, ...]:
     return tuple(depths)
 
 
-def build_retrievers(passages: list[Passage], encoder: SentenceEncoder) -> tuple[Retriever, Retriever]:
-    """The baseline (unigram TF-IDF, defaults, no titles) and the hybrid, built as bench/retrieval.py does."""
+def build_retrievers(
+    passages: list[Passage], encoder: SentenceEncoder
+) -> tuple[Retriever, Retriever, DenseRetriever]:
+    """The baseline (unigram TF-IDF, defaults, no titles), the hybrid, built as bench/retrieval.py does,
+    and its dense member (whose similarities the reader's passage priors use, as in the service)."""
     untitled = [dataclasses.replace(p, title="") for p in passages]
     baseline = TfidfRetriever.build(
         untitled, TfidfSettings(ngram_range=(1, 1), sublinear_tf=False, stop_words=None)
@@ -132,7 +135,7 @@ def build_retrievers(passages: list[Passage], encoder: SentenceEncoder) -> tuple
     hybrid = HybridRetriever(
         [Bm25Retriever.build(passages), dense], HybridSettings(members=("bm25", "dense"))
     )
-    return baseline, hybrid
+    return baseline, hybrid, dense
 
 
 def encode_band(reader: Reader, question: str, passages: Sequence[Passage], first_index: int) -> list[Window]:
@@ -146,13 +149,19 @@ def encode_band(reader: Reader, question: str, passages: Sequence[Passage], firs
 
 
 def read_at_depths(
-    reader: Reader, question: str, ranked: Sequence[Passage], depths: Sequence[int]
+    reader: Reader,
+    question: str,
+    ranked: Sequence[Passage],
+    depths: Sequence[int],
+    relevances: Sequence[float] | None = None,
 ) -> Reading:
     """The reader's best span (never abstaining) in the first k passages of `ranked`, for each k in depths."""
     windows: list[Window] = []
     logits = []
     contexts = [passage.text for passage in ranked]
-    priors = reader.rank_priors(len(ranked))
+    # One prior per passage, relative to the best of all `ranked`: a constant shift per question,
+    # so the best span among the first k is the one the service picks reading only those k.
+    priors = reader.passage_priors(len(ranked), relevances)
     scoring_seconds = 0.0
     predictions, seconds = {}, {}
     previous = 0
@@ -191,6 +200,7 @@ def run(
     passages_by_id: dict[str, Passage],
     baseline: Retriever,
     hybrid: Retriever,
+    dense: DenseRetriever,
     reader: Reader,
     depths: Sequence[int],
 ) -> dict[str, dict[str, float]]:
@@ -203,7 +213,7 @@ def run(
         tallies[BASELINE, 1].add(golds, reading.predictions[1], hit, search_seconds + reading.seconds[1])
 
         ranked, search_seconds = timed_search(hybrid, question, max(depths))
-        reading = read_at_depths(reader, question, ranked, depths)
+        reading = read_at_depths(reader, question, ranked, depths, dense.similarities(question, ranked))
         ids = [p.passage_id for p in ranked]
         for k in depths:
             tallies[HYBRID, k].add(
@@ -291,10 +301,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--reader", type=Path, default=Path("models/reader"), help="reader model directory")
     parser.add_argument(
-        "--rank-penalty",
+        "--relevance-weight",
         type=float,
         default=None,
-        help="override the reader's passage_rank_penalty (logits per retrieval rank; 0 = none)",
+        help="override the reader's relevance_weight (logits per unit of cosine; 0 = passages as equals)",
     )
     parser.add_argument("--threads", type=int, default=2, help="torch and FAISS threads")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "qa_pipeline.json", help="JSON results")
@@ -310,17 +320,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         reader = Reader.load(args.reader, threads=args.threads)
     except (FileNotFoundError, OSError) as error:
         raise SystemExit(f"cannot load the reader: {error}") from None
-    if args.rank_penalty is not None:
-        config = dataclasses.replace(reader.config, passage_rank_penalty=args.rank_penalty)
+    if args.relevance_weight is not None:
+        config = dataclasses.replace(reader.config, relevance_weight=args.relevance_weight)
         reader = Reader(reader.model, reader.tokenizer, config)
     passages = load_passages(args.corpus)
     questions = squad_questions(args.questions, passages, args.limit)
     print(f"{len(passages)} passages, {len(questions)} questions, depths {args.depths}", flush=True)
-    baseline, hybrid = build_retrievers(passages, SentenceEncoder(threads=args.threads))
+    baseline, hybrid, dense = build_retrievers(passages, SentenceEncoder(threads=args.threads))
     passages_by_id = {passage.passage_id: passage for passage in passages}
 
     started = time.perf_counter()
-    rows = run(questions, passages_by_id, baseline, hybrid, reader, args.depths)
+    rows = run(questions, passages_by_id, baseline, hybrid, dense, reader, args.depths)
     print(f"answered in {time.perf_counter() - started:.0f} s")
     print_table(rows)
     plot(rows, args.plot)

@@ -8,10 +8,11 @@ lowest [CLS] score over the windows, i.e. the window most sure it holds the
 answer), so they sum to 1 and are comparable across passages.
 
 Optional per-passage priors are added to the scores of that passage's spans. The
-reader uses them to prefer the retriever's first passages: a weak reader otherwise
-picks a confident-looking span from a distractor (on the built-in knowledge base,
-reading the top 5 passages with a penalty of 1 logit per retrieval rank scores
-F1 44.5 against 27.7 without it and 40.6 reading only the first passage).
+reader uses them to lean towards the passages most similar to the question: a weak
+reader otherwise picks a confident-looking span from a distractor. On the built-in
+knowledge base, reading the top 3 passages with a prior of 30 logits per unit of
+cosine similarity below the best passage's scores F1 57.1, against 45.5 without
+priors and 50.4 reading only the first passage.
 """
 
 from __future__ import annotations

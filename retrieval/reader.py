@@ -37,9 +37,9 @@ class ReaderConfig:
     n_best_per_window: int = 20
     batch_size: int = 32
     abstain_threshold: float = 0.0  # answers below this confidence become "no answer"; set by calibration
-    # Logits taken off the spans of each passage per place it stands lower in the retrieval
-    # ranking (see retrieval.postprocess); 0 reads all passages as equals.
-    passage_rank_penalty: float = 1.0
+    # Logits added to the spans of each passage per unit of its relevance (question-passage cosine)
+    # below the most relevant passage's, when the caller gives relevances (see retrieval.postprocess).
+    relevance_weight: float = 30.0
 
     def save(self, model_dir: str | Path) -> None:
         (Path(model_dir) / CONFIG_FILE).write_text(
@@ -183,18 +183,26 @@ class Reader:
             torch_model.train()
         return results
 
-    def answer_many(self, queries: Sequence[tuple[str, Sequence[Passage]]], top_n: int = 5) -> list[Answer]:
+    def answer_many(
+        self,
+        queries: Sequence[tuple[str, Sequence[Passage]]],
+        top_n: int = 5,
+        relevances: Sequence[Sequence[float] | None] | None = None,
+    ) -> list[Answer]:
         """Answer several (question, passages) queries with shared batches; one Answer per query, in order.
 
-        Each query's passages come best first, as the retriever ranked them.
+        `relevances[i]`, when given, holds the question-passage similarity of each of query i's
+        passages: the reader then leans towards the passages retrieval found most relevant.
         """
+        if relevances is not None and len(relevances) != len(queries):
+            raise ValueError(f"{len(relevances)} relevance lists for {len(queries)} queries")
         pairs: list[QAPair] = []
         owners: list[tuple[int, Passage]] = []  # pair index -> (query index, passage)
-        priors: list[float] = []  # pair index -> score prior from the passage's retrieval rank
+        priors: list[float] = []  # pair index -> score prior from the passage's relevance
         for query_index, (question, passages) in enumerate(queries):
             if not question or not question.strip():
                 raise ValueError("the question is empty")
-            priors.extend(self.rank_priors(len(passages)))
+            priors.extend(self.passage_priors(len(passages), relevances[query_index] if relevances else None))
             for passage in passages:
                 pairs.append(QAPair(question=question, context=passage.text))
                 owners.append((query_index, passage))
@@ -211,13 +219,25 @@ class Reader:
             for indices in by_query
         ]
 
-    def rank_priors(self, passage_count: int) -> list[float]:
-        """The score prior of each retrieval rank, added to the spans of the passage at that rank."""
-        return [-self.config.passage_rank_penalty * rank for rank in range(passage_count)]
+    def passage_priors(self, passage_count: int, relevances: Sequence[float] | None) -> list[float]:
+        """The score prior of each passage: 0 for the most relevant, less for the others; all 0 without
+        relevances."""
+        if relevances is None:
+            return [0.0] * passage_count
+        if len(relevances) != passage_count:
+            raise ValueError(f"{len(relevances)} relevances for {passage_count} passages")
+        best = max(relevances, default=0.0)
+        return [self.config.relevance_weight * (relevance - best) for relevance in relevances]
 
-    def answer(self, question: str, passages: Sequence[Passage], top_n: int = 5) -> Answer:
+    def answer(
+        self,
+        question: str,
+        passages: Sequence[Passage],
+        top_n: int = 5,
+        relevances: Sequence[float] | None = None,
+    ) -> Answer:
         """The best answer span in `passages` (with up to `top_n` candidates), or an abstention."""
-        return self.answer_many([(question, passages)], top_n=top_n)[0]
+        return self.answer_many([(question, passages)], top_n=top_n, relevances=[relevances])[0]
 
     def _decide(
         self,

@@ -125,7 +125,7 @@ def test_confidences_are_comparable_across_passages_and_abstention_follows_the_t
 
 
 def test_passage_priors_shift_the_choice_between_passages(tokenizer):
-    """The reader's retrieval-rank penalty: a span 1 logit higher loses to one 2 logits of prior ahead."""
+    """The reader's relevance priors: a span 0.5 logit higher loses to one 2 logits of prior ahead."""
     contexts = ["Pears grow in Tesk.", "Quinces grow in Velna."]
     windows = encode_pairs(tokenizer, [QAPair("what grows?", c) for c in contexts], FeatureConfig())
     starts, ends = logits_for(

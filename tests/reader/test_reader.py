@@ -80,6 +80,20 @@ def test_batched_answers_equal_one_by_one_answers(tiny_reader):
     assert batched == [tiny_reader.answer(q, PASSAGES) for q in questions]
 
 
+def test_relevances_lean_the_answer_towards_the_most_relevant_passage(tiny_reader):
+    question = "Who built the lighthouse?"
+    reader = Reader(tiny_reader.model, tiny_reader.tokenizer, ReaderConfig(relevance_weight=1000.0))
+
+    towards_cafe = reader.answer(question, PASSAGES, relevances=[0.1, 0.9])
+    towards_lighthouse = reader.answer(question, PASSAGES, relevances=[0.9, 0.1])
+
+    assert towards_cafe.passage.passage_id == "p2" and towards_lighthouse.passage.passage_id == "p1"
+    assert reader.passage_priors(2, [0.1, 0.9]) == pytest.approx([-800.0, 0.0])
+    assert reader.passage_priors(2, None) == [0.0, 0.0]
+    with pytest.raises(ValueError, match="1 relevances for 2 passages"):
+        reader.answer(question, PASSAGES, relevances=[0.5])
+
+
 def test_no_passages_gives_an_abstention_and_bad_input_a_clear_error(tiny_reader, tmp_path):
     empty = tiny_reader.answer("Who built it?", [])
     assert empty.abstained and empty.candidates == () and empty.confidence == 0.0

@@ -65,6 +65,23 @@ def _retrievers(tiny_docs: Path, encoder: SentenceEncoder) -> dict[str, Retrieve
     }
 
 
+def test_dense_similarities_are_the_search_scores_of_any_passages(
+    tiny_docs: Path, encoder: SentenceEncoder
+) -> None:
+    """What the reader's passage priors use: the stored vectors, read back for passages in any order."""
+    for name, retriever in _retrievers(tiny_docs, encoder).items():
+        if not name.startswith("dense"):
+            continue
+        question = next(iter(TINY_QUESTIONS))
+        ranked = retriever.search(question, k=len(retriever.passages))
+        shuffled = ranked[::-1]
+
+        similarities = retriever.similarities(question, [r.passage for r in shuffled])
+
+        np.testing.assert_allclose(similarities, [r.score for r in shuffled], atol=1e-5, err_msg=name)
+        assert retriever.similarities(question, []) == []
+
+
 def test_every_retriever_ranks_the_answering_passage_first(tiny_docs: Path, encoder: SentenceEncoder) -> None:
     for name, retriever in _retrievers(tiny_docs, encoder).items():
         for question, expected in TINY_QUESTIONS.items():
