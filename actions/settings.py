@@ -4,9 +4,9 @@ Every default works offline: no HOROSCOPE_API_URL means the built-in horoscope
 writer, no DATABASE_URL means a SQLite file under var/ in the repository, and
 the QA service is expected on loopback (QA_SERVICE_URL, default
 http://127.0.0.1:8000). Answers whose confidence is below QA_MIN_CONFIDENCE
-(default 0.5: the service already abstains on its calibrated threshold, so
-this only marks the middle ground) are given with a warning that the bot is
-not sure.
+(default 0.5) are given with a warning that the bot is not sure: on the
+knowledge base's own questions, the 18% of answers at 0.5 or above score F1
+0.89, those below 0.50 (models/reader, 2026-11-21).
 """
 
 from __future__ import annotations
