@@ -40,7 +40,9 @@ from retrieval.retrievers import (
     TfidfSettings,
 )
 
-FORMAT_VERSION = 1
+# Part of every index's input hash: bump it whenever ingestion or storage changes what an index holds,
+# so indexes built by older code are rebuilt (2: Markdown titles from the first `# ` heading).
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 PASSAGES = "passages.jsonl"
 BASE_RETRIEVERS = ("tfidf", "bm25", "dense")
