@@ -1,5 +1,6 @@
 # Shared by scripts/run-chat.sh and scripts/serve.sh: start the assistant's
 # background services on 127.0.0.1, wait until each answers, stop them all on exit.
+# Each service NAME logs to LOG_DIR/NAME.log and its pid is in LOG_DIR/NAME.pid while it runs.
 # Source it from the repository root after `set -euo pipefail`.
 #
 # Environment (defaults in brackets):
@@ -39,10 +40,14 @@ export QA_SERVICE_URL="http://127.0.0.1:${QA_PORT}"
 mkdir -p "$LOG_DIR"
 RUN_DIR="$(mktemp -d)"
 SERVICE_PIDS=()
+PID_FILES=()
 stop_services() {
   if ((${#SERVICE_PIDS[@]})); then
     kill "${SERVICE_PIDS[@]}" 2>/dev/null || true
     wait "${SERVICE_PIDS[@]}" 2>/dev/null || true
+  fi
+  if ((${#PID_FILES[@]})); then
+    rm -f "${PID_FILES[@]}"
   fi
   rm -rf "$RUN_DIR"
 }
@@ -66,14 +71,27 @@ with open(target, "w", encoding="utf-8") as file:
     yaml.safe_dump(endpoints, file, sort_keys=False)
 PY
 
-# start_service LOG COMMAND...: run COMMAND in the background, logging to LOG.
-# Sets LAST_PID.
+# start_service NAME COMMAND...: run COMMAND in the background, logging to LOG_DIR/NAME.log,
+# its pid in LOG_DIR/NAME.pid (for ops, and for tests that stop one service). Sets LAST_PID.
 start_service() {
-  local log=$1
+  local name=$1
   shift
-  "$@" >"$log" 2>&1 &
+  "$@" >"$LOG_DIR/$name.log" 2>&1 &
   LAST_PID=$!
   SERVICE_PIDS+=("$LAST_PID")
+  echo "$LAST_PID" >"$LOG_DIR/$name.pid"
+  PID_FILES+=("$LOG_DIR/$name.pid")
+}
+
+# forget_service NAME PID: the service exited and was reaped; it is no longer stopped on exit
+# and its pid file goes (the pid may belong to another process by then).
+forget_service() {
+  local name=$1 gone=$2 pid kept=()
+  for pid in "${SERVICE_PIDS[@]}"; do
+    [[ "$pid" == "$gone" ]] || kept+=("$pid")
+  done
+  SERVICE_PIDS=("${kept[@]}")
+  rm -f "$LOG_DIR/$name.pid"
 }
 
 # wait_for NAME PID URL LOG: poll URL until it answers; give up early if the process died.
@@ -93,7 +111,7 @@ wait_for() {
 
 # start_action_server, later wait_for_action_server: other services can start in between.
 start_action_server() {
-  start_service "$LOG_DIR/actions.log" \
+  start_service actions \
     .venv-rasa/bin/rasa run actions --actions actions --port "$ACTIONS_PORT"
   ACTIONS_PID=$LAST_PID
 }
@@ -105,7 +123,7 @@ wait_for_action_server() {
 # start_qa_service, later wait_for_qa_service: the index is built from data/knowledge
 # when missing or outdated, then the index and the reader load; ready means both are.
 start_qa_service() {
-  start_service "$LOG_DIR/qa.log" .venv/bin/python -m retrieval serve --host 127.0.0.1 --port "$QA_PORT"
+  start_service qa .venv/bin/python -m retrieval serve --host 127.0.0.1 --port "$QA_PORT"
   QA_PID=$LAST_PID
 }
 

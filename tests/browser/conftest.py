@@ -5,13 +5,18 @@ Playwright drives Debian's Chromium (apt package `chromium`), never a downloaded
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 from scripted_rasa import ScriptedRasa
-from widget_services import REPO_ROOT, Services, ServicesDidNotStart, running_services
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT))
+
+from scripts.stack import Stack, StackDidNotStart, running_stack  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -27,11 +32,12 @@ SCREENSHOT_DIR = REPO_ROOT / "tests" / "output"
 
 
 @pytest.fixture(scope="session")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The whole assistant started by scripts/serve.sh, with the built-in horoscope writer."""
     try:
-        with running_services(tmp_path_factory.mktemp("services")) as started:
+        with running_stack(tmp_path_factory.mktemp("services")) as started:
             yield started
-    except ServicesDidNotStart as error:
+    except StackDidNotStart as error:
         pytest.fail(str(error))
 
 

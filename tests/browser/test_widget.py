@@ -1,50 +1,28 @@
 """The web chat widget in a real browser, against the real assistant.
 
-The horoscope conversation runs through the real Rasa server, action server and
-SQLite database; the scripted webhook (scripted_rasa.py) supplies what the real
-bot never sends on purpose: markup, buttons, errors and a reply that never comes.
+The conversation with a horoscope and a question runs through the real Rasa server,
+action server, QA service and SQLite database; the scripted webhook (scripted_rasa.py)
+supplies what the real bot never sends on purpose: markup, buttons, errors and a reply
+that never comes.
 """
 
 from __future__ import annotations
 
-import re
 import sqlite3
-from functools import cache
 from pathlib import Path
 
 import pytest
-import yaml
 from playwright.sync_api import Browser, Locator, Page, expect
 from scripted_rasa import INJECTION_TEXT, UNBROKEN_WORD, ScriptedRasa
-from widget_services import REPO_ROOT, Services, free_port
+
+from scripts.stack import Stack, free_port
+from tests.e2e.bot_replies import answered, said
 
 # Rasa answers within a few seconds; the widget itself gives up after 15 s.
 ANSWER_TIMEOUT_MS = 30_000
 PHONE = {"width": 390, "height": 844}
-
-
-@cache
-def _response_patterns(name: str) -> list[re.Pattern[str]]:
-    """One regex per variation of a domain response; {slot} placeholders become named groups."""
-    domain = yaml.safe_load((REPO_ROOT / "domain.yml").read_text(encoding="utf-8"))
-    patterns = []
-    for variation in domain["responses"][name]:
-        # Splitting on a captured group alternates literal text and placeholder names.
-        pieces = re.split(r"\{(\w+)\}", variation["text"])
-        regex = "".join(
-            re.escape(piece) if i % 2 == 0 else f"(?P<{piece}>.+?)" for i, piece in enumerate(pieces)
-        )
-        patterns.append(re.compile(regex))
-    return patterns
-
-
-def said(replies: list[str], response: str) -> dict[str, str] | None:
-    """The placeholder values of the first reply that is a variation of `response`, else None."""
-    for reply in replies:
-        for pattern in _response_patterns(response):
-            if match := pattern.fullmatch(reply):
-                return match.groupdict()
-    return None
+SCORPIO_QUESTION = "What is the ruling planet of Scorpio?"
+SCORPIO_RULERS = ("Pluto", "Mars")
 
 
 class ChatPage:
@@ -92,41 +70,46 @@ def subscribed_sign(database_path: Path, sender_id: str) -> str | None:
 
 
 def test_horoscope_conversation_continues_after_a_reload(
-    page: Page, services: Services, screenshot_dir: Path
+    page: Page, services: Stack, screenshot_dir: Path
 ) -> None:
     chat = ChatPage(page)
     page.goto(services.chat_url())
 
-    replies = chat.say("hi")
-    assert said(replies, "utter_greet") is not None, replies
-    assert said(replies, "utter_ask_horoscope_sign") is not None, replies
-
-    replies = chat.say("Leo")
+    # The two messages issue 5 names: a horoscope and a knowledge question in one chat.
+    replies = chat.say("What's my horoscope? I'm a Virgo")
     horoscope = said(replies, "utter_horoscope")
     assert horoscope is not None, replies
-    assert horoscope["horoscope_sign"] == "Leo"
+    assert horoscope["horoscope_sign"] == "Virgo"
     assert said(replies, "utter_offer_subscription") is not None, replies
 
     replies = chat.say("no")
     assert said(replies, "utter_no_problem") is not None, replies
+
+    replies = chat.say(SCORPIO_QUESTION)
     page.screenshot(path=screenshot_dir / "widget-conversation.png", full_page=True)
+    answer = answered(replies)
+    assert answer is not None, f"no answer to {SCORPIO_QUESTION!r}: {replies}"
+    assert any(ruler in answer["answer"] for ruler in SCORPIO_RULERS), answer
 
     shown, sender = chat.transcript(), chat.sender_id()
     assert sender
     page.reload()
     assert chat.transcript() == shown
     assert chat.sender_id() == sender
+    restored = chat.bubbles("bot").all_text_contents()
+    assert said(restored, "utter_horoscope") == horoscope
+    assert answered(restored) == answer
 
     # Rasa still knows the sign: subscribing does not ask for it again.
     replies = chat.say("subscribe me")
     assert said(replies, "utter_ask_horoscope_sign") is None, replies
     assert said(replies, "utter_subscribed") is not None, replies
-    assert subscribed_sign(services.database_path, sender) == "leo"
+    assert subscribed_sign(services.database_path, sender) == "virgo"
     page.screenshot(path=screenshot_dir / "widget-after-reload.png", full_page=True)
 
 
 def test_bot_markup_is_shown_as_text_and_never_run(
-    page: Page, services: Services, scripted_rasa: ScriptedRasa
+    page: Page, services: Stack, scripted_rasa: ScriptedRasa
 ) -> None:
     chat = ChatPage(page)
     page.goto(services.chat_url(scripted_rasa.url))
@@ -144,7 +127,7 @@ def _assert_shown_as_text(page: Page, chat: ChatPage) -> None:
 
 
 def test_buttons_send_their_payload_and_show_their_title(
-    page: Page, services: Services, scripted_rasa: ScriptedRasa
+    page: Page, services: Stack, scripted_rasa: ScriptedRasa
 ) -> None:
     chat = ChatPage(page)
     page.goto(services.chat_url(scripted_rasa.url))
@@ -161,7 +144,7 @@ def test_buttons_send_their_payload_and_show_their_title(
 
 
 def test_typing_indicator_shows_while_waiting(
-    page: Page, services: Services, scripted_rasa: ScriptedRasa
+    page: Page, services: Stack, scripted_rasa: ScriptedRasa
 ) -> None:
     chat = ChatPage(page)
     page.goto(services.chat_url(scripted_rasa.url))
@@ -175,7 +158,7 @@ def test_typing_indicator_shows_while_waiting(
 
 
 def test_blank_messages_are_not_sent_and_long_ones_are_cut(
-    page: Page, services: Services, scripted_rasa: ScriptedRasa
+    page: Page, services: Stack, scripted_rasa: ScriptedRasa
 ) -> None:
     chat = ChatPage(page)
     page.goto(services.chat_url(scripted_rasa.url))
@@ -201,7 +184,7 @@ def test_blank_messages_are_not_sent_and_long_ones_are_cut(
 )
 def test_failures_are_explained_and_the_message_is_kept(
     page: Page,
-    services: Services,
+    services: Stack,
     scripted_rasa: ScriptedRasa,
     target: str,
     message: str,
@@ -222,7 +205,7 @@ def test_failures_are_explained_and_the_message_is_kept(
 
 
 def test_a_corrupt_stored_transcript_starts_a_fresh_one(
-    page: Page, services: Services, scripted_rasa: ScriptedRasa
+    page: Page, services: Stack, scripted_rasa: ScriptedRasa
 ) -> None:
     page.add_init_script("localStorage.setItem('horoscope-chat:transcript', '{not json')")
     chat = ChatPage(page)
@@ -231,14 +214,14 @@ def test_a_corrupt_stored_transcript_starts_a_fresh_one(
     assert chat.say("inject") == [INJECTION_TEXT]
 
 
-def test_a_rasa_url_that_is_not_http_is_reported(page: Page, services: Services) -> None:
+def test_a_rasa_url_that_is_not_http_is_reported(page: Page, services: Stack) -> None:
     chat = ChatPage(page)
     page.goto(services.chat_url("javascript:alert(1)"))
     expect(chat.bubbles("system")).to_contain_text(["not set up correctly"])
 
 
 def test_fits_a_phone_screen(
-    browser: Browser, services: Services, scripted_rasa: ScriptedRasa, screenshot_dir: Path
+    browser: Browser, services: Stack, scripted_rasa: ScriptedRasa, screenshot_dir: Path
 ) -> None:
     context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
     try:

@@ -1,0 +1,147 @@
+"""Starts the whole assistant with scripts/serve.sh, the way a person does, for tests and benchmarks.
+
+The QA service, the action server, Rasa (REST channel, CORS for the widget's origin)
+and the static web server listen on free loopback ports and keep their data in a
+throwaway SQLite database in `run_dir`. Their logs and pid files go to `run_dir/log`,
+next to serve.sh's own output (serve.log). Standard library only, so both
+virtual environments can import it (`from scripts.stack import running_stack`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SERVE_SCRIPT = REPO_ROOT / "scripts" / "serve.sh"
+# serve.sh gives each service this long; Rasa loads its model in 20-60 s on two busy cores.
+SERVICE_START_TIMEOUT_S = 240
+READY_LINE = "Chat ready:"
+# SIGTERM to the QA service until it is gone; then SIGKILL.
+QA_STOP_TIMEOUT_S = 30
+SERVE_STOP_TIMEOUT_S = 60
+PORT_NAMES = ("RASA_PORT", "ACTIONS_PORT", "WEB_PORT", "QA_PORT")
+# running_stack chooses these itself; the Stack it returns would not describe overrides of them.
+RESERVED_ENV = frozenset({*PORT_NAMES, "DATABASE_URL", "LOG_DIR"})
+
+
+class StackDidNotStart(RuntimeError):
+    """serve.sh exited or never reported the chat ready; the message holds its output."""
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Where the started services listen and where they keep their data and logs."""
+
+    web_url: str
+    rasa_url: str
+    qa_url: str
+    database_path: Path
+    log_dir: Path
+
+    def chat_url(self, rasa_url: str | None = None) -> str:
+        """The widget's page, talking to `rasa_url` (the real Rasa by default)."""
+        return f"{self.web_url}/?{urlencode({'rasa': rasa_url or self.rasa_url})}"
+
+    def stop_qa_service(self) -> None:
+        """Stops only the QA service (serve.sh keeps the others running) and waits until it is gone."""
+        pid = int((self.log_dir / "qa.pid").read_text(encoding="utf-8"))
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + QA_STOP_TIMEOUT_S
+        while _running(pid):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                deadline = time.monotonic() + QA_STOP_TIMEOUT_S
+            time.sleep(0.2)
+
+
+def _running(pid: int) -> bool:
+    """False once `pid` has exited, zombie included (serve.sh, not us, reaps it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return False
+    # The state follows the parenthesised command name, which may itself hold spaces.
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """serve.sh stops its services on SIGTERM; its whole process group is killed if it hangs."""
+    process.terminate()
+    try:
+        process.wait(timeout=SERVE_STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+@contextmanager
+def running_stack(run_dir: Path, env: Mapping[str, str] | None = None) -> Iterator[Stack]:
+    """Runs serve.sh until the block ends; the logs and the database stay in `run_dir`.
+
+    `env` overrides the environment the services see (HOROSCOPE_API_URL, RASA_MODEL, QA_*);
+    the ports, DATABASE_URL and LOG_DIR are chosen here and cannot be overridden.
+    """
+    overrides = dict(env or {})
+    if reserved := sorted(RESERVED_ENV & overrides.keys()):
+        raise ValueError(f"running_stack sets {', '.join(reserved)} itself; do not pass them in env")
+    database_path = run_dir / "assistant.db"
+    log_dir = run_dir / "log"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    ports = {name: free_port() for name in PORT_NAMES}
+    process_env = {
+        **os.environ,
+        "HOROSCOPE_API_URL": "",  # the built-in horoscope writer unless `env` says otherwise
+        "START_TIMEOUT": str(SERVICE_START_TIMEOUT_S),
+        **overrides,
+        **{name: str(port) for name, port in ports.items()},
+        "DATABASE_URL": f"sqlite:///{database_path}",
+        "LOG_DIR": str(log_dir),
+    }
+    output_path = log_dir / "serve.log"
+    with output_path.open("wb") as output:
+        process = subprocess.Popen(
+            [str(SERVE_SCRIPT)],
+            cwd=REPO_ROOT,
+            env=process_env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        # serve.sh starts the services side by side; all of them may take the full timeout.
+        deadline = time.monotonic() + 3 * SERVICE_START_TIMEOUT_S
+        while READY_LINE not in output_path.read_text(errors="replace"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise StackDidNotStart(
+                    f"scripts/serve.sh did not get ready (logs in {log_dir}):\n"
+                    + output_path.read_text(errors="replace")
+                )
+            time.sleep(0.5)
+        yield Stack(
+            web_url=f"http://127.0.0.1:{ports['WEB_PORT']}",
+            rasa_url=f"http://127.0.0.1:{ports['RASA_PORT']}",
+            qa_url=f"http://127.0.0.1:{ports['QA_PORT']}",
+            database_path=database_path,
+            log_dir=log_dir,
+        )
+    finally:
+        _stop(process)

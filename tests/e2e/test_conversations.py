@@ -1,0 +1,155 @@
+"""Whole conversations over Rasa's REST channel with every service really running.
+
+The replies are checked against the responses in domain.yml (tests/e2e/bot_replies.py),
+horoscopes against what the loopback horoscope API serves, subscriptions against the
+SQLite database and answers against the documents in data/knowledge/. The test that
+stops the QA service comes last in this module: the stack is shared by all of them.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from scripts.stack import Stack
+from tests.e2e.bot_replies import REPO_ROOT, answered, said
+from tests.e2e.rest_chat import HoroscopeApi, RestChat
+
+KNOWLEDGE_DIR = REPO_ROOT / "data" / "knowledge"
+
+
+def _document_titles() -> set[str]:
+    """The first `# ` heading of each document: what a source title starts with."""
+    titles = set()
+    for path in KNOWLEDGE_DIR.glob("*.md"):
+        heading = re.search(r"^# (.+)$", path.read_text(encoding="utf-8"), re.MULTILINE)
+        assert heading, f"{path} has no title"
+        titles.add(heading.group(1).strip())
+    return titles
+
+
+def subscribed_sign(database_path: Path, sender_id: str) -> str | None:
+    with sqlite3.connect(database_path) as connection:
+        row = connection.execute(
+            "SELECT sign FROM horoscope_subscriptions WHERE sender_id = ?", (sender_id,)
+        ).fetchone()
+    return row[0] if row else None
+
+
+def assert_horoscope(replies: list[str], api: HoroscopeApi, sign: str) -> None:
+    """The reply relays, word for word, what the horoscope API serves for `sign` today."""
+    horoscope = said(replies, "utter_horoscope")
+    assert horoscope is not None, replies
+    assert horoscope["horoscope_sign"] == sign.capitalize()
+    assert horoscope["horoscope_text"] == api.todays_text(sign)
+
+
+def test_horoscope_for_a_sign_comes_from_the_horoscope_api(stack: Stack, horoscope_api: HoroscopeApi) -> None:
+    chat = RestChat(stack.rasa_url)
+
+    replies = chat.say("hi")
+    assert said(replies, "utter_greet") is not None, replies
+    assert said(replies, "utter_ask_horoscope_sign") is not None, replies
+
+    replies = chat.say("Sagittarius")
+    assert_horoscope(replies, horoscope_api, "sagittarius")
+    assert said(replies, "utter_offer_subscription") is not None, replies
+
+    replies = chat.say("no")
+    assert said(replies, "utter_no_problem") is not None, replies
+    assert subscribed_sign(stack.database_path, chat.sender_id) is None
+
+
+def test_sign_worked_out_from_a_date_of_birth(stack: Stack, horoscope_api: HoroscopeApi) -> None:
+    chat = RestChat(stack.rasa_url)
+
+    replies = chat.say("I was born on 3 March 1990")
+    from_birthdate = said(replies, "utter_sign_from_birthdate")
+    assert from_birthdate == {"birthdate_text": "3 March 1990", "horoscope_sign": "Pisces"}, replies
+    assert_horoscope(replies, horoscope_api, "pisces")
+
+
+def test_subscribe_then_unsubscribe(stack: Stack, horoscope_api: HoroscopeApi) -> None:
+    chat = RestChat(stack.rasa_url)
+
+    replies = chat.say("what's the horoscope for Capricorn?")
+    assert_horoscope(replies, horoscope_api, "capricorn")
+    assert said(replies, "utter_offer_subscription") is not None, replies
+
+    replies = chat.say("yes")
+    assert said(replies, "utter_subscribed") is not None, replies
+    assert subscribed_sign(stack.database_path, chat.sender_id) == "capricorn"
+
+    replies = chat.say("please cancel my subscription")
+    assert said(replies, "utter_unsubscribed") is not None, replies
+    assert subscribed_sign(stack.database_path, chat.sender_id) is None
+
+    replies = chat.say("unsubscribe me")
+    assert said(replies, "utter_not_subscribed") is not None, replies
+
+
+@pytest.mark.parametrize(
+    ("question", "expected_answers"),
+    [
+        pytest.param("What is the ruling planet of Scorpio?", ("Pluto", "Mars"), id="scorpio-ruler"),
+        pytest.param("Who wrote the Tetrabiblos?", ("Ptolemy",), id="tetrabiblos-author"),
+    ],
+)
+def test_a_knowledge_question_is_answered_with_its_source(
+    stack: Stack, question: str, expected_answers: tuple[str, ...]
+) -> None:
+    replies = RestChat(stack.rasa_url).say(question)
+
+    answer = answered(replies)
+    assert answer is not None, f"no answer to {question!r}: {replies}"
+    assert any(expected in answer["answer"] for expected in expected_answers), answer
+    title = answer["source_title"]
+    assert any(title == doc or title.startswith(f"{doc} - ") for doc in _document_titles()), title
+
+
+@pytest.mark.parametrize(
+    ("question", "declines"),
+    [
+        # A knowledge question: the QA service finds nothing and the bot says it does not know.
+        pytest.param("Who won the football World Cup in 2014?", ("utter_cannot_answer",), id="sport"),
+        # Cooking sits between a question and a task ("how do I bake bread?" is out_of_scope in
+        # the NLU data): either way the bot declines and says what it can do instead.
+        pytest.param(
+            "How many eggs go into a pancake batter?",
+            ("utter_cannot_answer", "utter_out_of_scope"),
+            id="cooking",
+        ),
+    ],
+)
+def test_a_question_outside_the_library_gets_i_do_not_know(
+    stack: Stack, question: str, declines: tuple[str, ...]
+) -> None:
+    replies = RestChat(stack.rasa_url).say(question)
+
+    assert any(said(replies, decline) is not None for decline in declines), replies
+    assert answered(replies) is None, replies
+
+
+def test_the_conversation_goes_on_when_the_qa_service_stops(
+    stack: Stack, horoscope_api: HoroscopeApi
+) -> None:
+    """Runs last: the QA service stays stopped for the rest of the module."""
+    chat = RestChat(stack.rasa_url)
+
+    replies = chat.say("horoscope for aries please")
+    assert_horoscope(replies, horoscope_api, "aries")
+    replies = chat.say("no thanks")
+    assert said(replies, "utter_no_problem") is not None, replies
+
+    stack.stop_qa_service()
+
+    replies = chat.say("Who wrote the Tetrabiblos?")
+    assert said(replies, "utter_qa_unavailable") is not None, replies
+
+    replies = chat.say("what about leo?")
+    assert_horoscope(replies, horoscope_api, "leo")
+    serve_output = (stack.log_dir / "serve.log").read_text(errors="replace")
+    assert "warning: the QA service stopped" in serve_output
