@@ -22,8 +22,9 @@ QA_PY := $(QA_VENV)/bin/python
 RASA_MODEL := models/horoscope.tar.gz
 RASA_SOURCES := domain.yml config.yml $(shell find data -name '*.yml' -not -path 'data/knowledge/*' 2>/dev/null)
 
-.PHONY: help install run serve test lint validate test-actions test-retrieval test-stories test-browser test-nlu \
-	nlu-eval train train-reader calibrate-reader tune export-reader qa-serve test-service lock clean
+.PHONY: help install run serve test lint validate test-actions test-retrieval test-e2e test-stories test-browser test-nlu \
+	nlu-eval train train-reader calibrate-reader tune export-reader qa-serve test-service lock clean \
+	bench bench-retrieval bench-qa bench-reader bench-abstention bench-turns bench-train bench-scale
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -88,7 +89,7 @@ export-reader: $(QA_VENV)/.installed ## ONNX fp32/int8 + TorchScript export, par
 	$(QA_PY) -m retrieval.export --reader $(READER) --out $(READER)-export --check tests/data/knowledge_qa.json
 
 # --- tests -------------------------------------------------------------------------
-test: install lint validate test-actions test-retrieval test-service test-stories test-browser test-nlu ## run every test
+test: install lint validate test-actions test-retrieval test-service test-e2e test-stories test-browser test-nlu ## run every test
 	@echo "make test: all test suites passed"
 
 lint: install ## ruff over the Python code
@@ -107,6 +108,9 @@ test-retrieval: $(QA_VENV)/.installed ## retrieval and reader
 test-service: $(QA_VENV)/.installed ## the QA service over real HTTP
 	$(QA_PY) -m pytest tests/service
 
+test-e2e: install $(RASA_MODEL) ## whole conversations over Rasa's REST channel, every service running
+	$(QA_PY) -m pytest tests/e2e
+
 test-stories: $(RASA_MODEL) ## conversation tests on the freshly trained model
 	$(RASA) test core --stories tests/test_stories.yml --model $(RASA_MODEL) \
 		--fail-on-prediction-errors --out results/stories
@@ -120,6 +124,34 @@ test-nlu: $(RASA_VENV)/.installed ## NLU cross-validation; fails below the F1 fl
 
 nlu-eval: test-nlu ## cross-validate NLU and record the scores the README quotes
 	cp results/nlu/summary.json bench/results/nlu.json
+
+# --- benchmarks (bench/README.md): each prints a table and writes bench/results/ ----------------
+SQUAD_CORPUS = $(SQUAD)/train-v1.1.json.gz $(SQUAD)/dev-v1.1.json.gz
+SQUAD_DEV = $(SQUAD)/dev-v1.1.json.gz
+
+bench: bench-retrieval bench-qa bench-reader bench-abstention bench-turns bench-train bench-scale ## every benchmark
+
+bench-retrieval: $(QA_VENV)/.installed ## retrievers on SQuAD paragraphs against unigram TF-IDF
+	$(QA_PY) bench/retrieval.py --corpus $(SQUAD_CORPUS) --questions $(SQUAD_DEV) --limit 1000 \
+		--out bench/results/retrieval.json
+
+bench-qa: $(QA_VENV)/.installed ## open-domain EM/F1 at k=1..20 against TF-IDF top-1 + reader
+	$(QA_PY) bench/qa_pipeline.py --corpus $(SQUAD_CORPUS) --questions $(SQUAD_DEV)
+
+bench-reader: $(QA_VENV)/.installed ## reader speed on CPU: torch, ONNX fp32/int8, one-window baseline
+	$(QA_PY) bench/reader_speed.py --questions $(SQUAD_DEV) --reader $(READER)
+
+bench-abstention: $(QA_VENV)/.installed ## off-topic cut: relevance against reader confidence
+	$(QA_PY) bench/abstention.py --off-topic $(SQUAD_DEV) --reader $(READER)
+
+bench-turns: install $(RASA_MODEL) ## chat-turn latency through Rasa's REST channel at 1/4/16 users
+	$(QA_PY) bench/turn_latency.py
+
+bench-train: $(QA_VENV)/.installed ## training throughput: retrieval/train.py against HF Trainer
+	$(QA_PY) bench/train_throughput.py --train $(SQUAD)/train-v1.1.json.gz
+
+bench-scale: $(QA_VENV)/.installed ## dense index at 20k/200k/1M passages: exact against HNSW/IVF
+	$(QA_PY) bench/retrieval_scale.py --corpus $(SQUAD_CORPUS) --questions $(SQUAD_DEV)
 
 clean: ## remove trained models and run-time state (keeps the venvs)
 	rm -rf results var models/*.tar.gz

@@ -1,0 +1,439 @@
+"""Turn latency through Rasa's REST channel with every service running: p50/p95/p99 and messages/s.
+
+Starts the whole stack with scripts/serve.sh on free loopback ports (a throwaway SQLite database,
+the built-in horoscope writer, so no turn waits on a network upstream) unless --rasa-url and
+--qa-url point at one already running. For each number of concurrent users and each turn kind,
+bench/load_generator.py runs in its own process (.venv-rasa, which has aiohttp): a few untimed
+warm-up requests, then closed-loop users for --duration seconds or --max-requests in all.
+
+Turn kinds: bot ("are you a bot?": NLU, policies and a templated reply by a rule, no custom action)
+is Rasa's own floor, the baseline every row is compared with at the same number of users; greet
+("hello": the reply also opens the sign form, whose validation runs on the action server); horoscope
+(form and custom action, no network); question (custom action -> QA service); qa-service (POST
+/answer alone, the question turn's floor). Each user starts a new conversation every
+--turns-per-sender turns, so one turn in that many also runs action_session_start. A reply counts
+only when it is the expected one (the bot's answer, the greeting, Virgo's horoscope, the QA service's
+own reply), so a broken stack cannot produce fast nonsense; failures are counted by cause.
+
+    .venv/bin/python bench/turn_latency.py --users 1 4 16 --duration 15
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, this file's folder comes first on sys.path; the repository root must.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import urllib.request  # noqa: E402
+import uuid  # noqa: E402
+from collections.abc import Iterator, Mapping, Sequence  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Any  # noqa: E402
+from urllib.parse import urlsplit  # noqa: E402
+
+import yaml  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from bench.common import RESULTS_DIR, latency_summary, write_report  # noqa: E402
+from scripts.stack import REPO_ROOT, StackDidNotStart, running_stack  # noqa: E402
+
+LOAD_GENERATOR = REPO_ROOT / "bench" / "load_generator.py"
+DEFAULT_MODEL = "models/horoscope.tar.gz"  # serve.sh's default
+BASELINE = "bot"
+PROBE_TIMEOUT_S = 30.0
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})  # the load never leaves the machine
+# Environment variables that set the services' thread and worker counts (unset: the library default).
+THREAD_VARIABLES = (
+    "QA_THREADS",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "TF_INTRA_OP_PARALLELISM_THREADS",
+    "TF_INTER_OP_PARALLELISM_THREADS",
+    "SANIC_WORKERS",
+    "ACTION_SERVER_SANIC_WORKERS",
+)
+
+
+@dataclass(frozen=True)
+class TurnKind:
+    name: str
+    target: str  # "rasa": the REST channel; "qa": the QA service's /answer
+    message: str
+
+
+QUESTION = "What is the ruling planet of Scorpio?"
+KINDS = (
+    TurnKind(BASELINE, "rasa", "are you a bot?"),
+    TurnKind("greet", "rasa", "hello"),
+    TurnKind("horoscope", "rasa", "what's the horoscope for virgo today"),
+    TurnKind("question", "rasa", QUESTION),
+    TurnKind("qa-service", "qa", QUESTION),
+)
+# (kind, statistic, at most this many ms) at one user, from issue 6.
+TARGETS = (("question", "p50_ms", 150.0), ("question", "p95_ms", 300.0), ("horoscope", "p50_ms", 40.0))
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    rasa_url: str
+    qa_url: str
+
+
+def _post_json(url: str, body: dict[str, Any]) -> Any:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT_S) as response:
+        return json.load(response)
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_S) as response:
+        return response.read().decode("utf-8", errors="replace")
+
+
+def response_patterns(domain: Mapping[str, Any], response: str, values: Mapping[str, str]) -> list[str]:
+    """Regexes that fully match the texts of `response`'s variations with these slot `values` filled in.
+
+    Placeholders not in `values` match any text.
+    """
+    patterns = []
+    for variation in domain["responses"][response]:
+        pieces = re.split(r"\{(\w+)\}", variation["text"])  # odd pieces are placeholder names
+        patterns.append(
+            "".join(
+                re.escape(piece) if index % 2 == 0 else re.escape(values[piece]) if piece in values else ".+"
+                for index, piece in enumerate(pieces)
+            )
+        )
+    return patterns
+
+
+def qa_reply(endpoints: Endpoints, question: str) -> dict[str, Any]:
+    """The QA service's own reply to the question, which the question turn must pass on."""
+    found = _post_json(f"{endpoints.qa_url}/answer", {"question": question})
+    if not isinstance(found.get("abstained"), bool) or not (found["abstained"] or found.get("answer")):
+        raise ValueError(f"the QA service's reply to {question!r} is outside its contract: {found}")
+    return found
+
+
+def expected_replies(found: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Per kind, the patterns one of its reply texts must match.
+
+    The question turn must pass on the QA service's reply: its answer, or "I don't know" where the
+    service abstains (the same retrieval and reading either way); never "the service is unavailable".
+    """
+    domain = yaml.safe_load((REPO_ROOT / "domain.yml").read_text(encoding="utf-8"))
+    if found["abstained"]:
+        question = response_patterns(domain, "utter_cannot_answer", {})
+    else:
+        answer = {"answer": found["answer"].strip(), "source_title": found["source"]["title"].strip()}
+        question = [
+            *response_patterns(domain, "utter_answer", answer),
+            *response_patterns(domain, "utter_answer_unsure", answer),
+        ]
+    return {
+        BASELINE: response_patterns(domain, "utter_iamabot", {}),
+        "greet": response_patterns(domain, "utter_greet", {}),
+        "horoscope": response_patterns(domain, "utter_horoscope", {"horoscope_sign": "Virgo"}),
+        "question": question,
+        # The load generator reads an abstention as the empty answer.
+        "qa-service": [re.escape(found["answer"] or "")],
+    }
+
+
+def stack_settings(endpoints: Endpoints, model: Path | None) -> dict[str, Any]:
+    """What the measured stack ran: Rasa, the QA service's index and reader and, for a stack started
+    here (`model` given), the Rasa model file and the thread settings.
+    """
+    settings: dict[str, Any] = {
+        "rasa": _get(f"{endpoints.rasa_url}/").strip(),
+        "qa_service": json.loads(_get(f"{endpoints.qa_url}/readyz")),
+        "horoscope_provider": "built-in writer (HOROSCOPE_API_URL empty): no network upstream",
+    }
+    if model is not None:  # started here, so the services saw this process's environment
+        settings["thread_variables"] = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+        settings["thread_variables_note"] = (
+            "None: unset, the library default (torch: one thread per core; ONNX Runtime: its default; "
+            "Rasa and the action server: one Sanic worker)"
+        )
+        settings["rasa_model"] = {
+            "path": str(model.relative_to(REPO_ROOT) if model.is_relative_to(REPO_ROOT) else model),
+            "bytes": model.stat().st_size,
+            "sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
+        }
+    return settings
+
+
+def run_cell(
+    python: Path, kind: TurnKind, url: str, users: int, args: argparse.Namespace, expected: list[str]
+) -> dict[str, Any]:
+    """One (kind, users) cell, measured by the load generator in its own process."""
+    spec = {
+        "target": kind.target,
+        "url": url,
+        "message": kind.message,
+        "users": users,
+        "duration_s": args.duration,
+        "max_requests": args.max_requests,
+        "timeout_s": args.timeout,
+        "warmup": args.warmup,
+        "turns_per_sender": args.turns_per_sender,
+        "sender_prefix": f"bench-{uuid.uuid4().hex[:8]}-{kind.name}-{users}",
+        "expected": expected,
+    }
+    bound_s = (args.warmup + 1) * args.timeout + args.duration + 30
+    try:
+        done = subprocess.run(
+            [str(python), str(LOAD_GENERATOR)],
+            input=json.dumps(spec),
+            capture_output=True,
+            text=True,
+            timeout=bound_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise SystemExit(f"the load generator ran past {bound_s:.0f} s on {kind.name} x {users}") from None
+    if done.returncode != 0:
+        raise SystemExit(f"the load generator failed on {kind.name} x {users}:\n{done.stderr.strip()}")
+    result = json.loads(done.stdout)
+    latencies = result.pop("latencies_s")
+    return {
+        "kind": kind.name,
+        "users": users,
+        **result,
+        "ok": len(latencies),
+        "failed": sum(result["errors"].values()),
+        **(latency_summary(latencies) if latencies else {"p50_ms": None, "p95_ms": None, "p99_ms": None}),
+        "mean_ms": sum(latencies) / len(latencies) * 1000 if latencies else None,
+        "messages_per_s": len(latencies) / result["elapsed_s"],
+    }
+
+
+def add_ratios(cells: list[dict[str, Any]]) -> None:
+    """p50 of each cell over the baseline's p50 at the same number of users."""
+    baseline = {cell["users"]: cell["p50_ms"] for cell in cells if cell["kind"] == BASELINE}
+    for cell in cells:
+        floor = baseline.get(cell["users"])
+        cell["p50_vs_baseline"] = cell["p50_ms"] / floor if cell["p50_ms"] and floor else None
+
+
+def check_targets(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Issue 6's targets at one user: met, not met (too slow, or any request failed), or not measured."""
+    at_one_user = {cell["kind"]: cell for cell in cells if cell["users"] == 1}
+    verdicts = []
+    for kind, statistic, limit_ms in TARGETS:
+        cell = at_one_user.get(kind)
+        value = cell[statistic] if cell else None
+        if value is None:
+            verdict = "not measured"
+        elif cell["failed"]:
+            verdict = f"not met: {cell['failed']} of {cell['requests']} requests failed"
+        else:
+            verdict = "met" if value <= limit_ms else "not met"
+        verdicts.append(
+            {
+                "kind": kind,
+                "users": 1,
+                "statistic": statistic,
+                "limit_ms": limit_ms,
+                "value_ms": value,
+                "verdict": verdict,
+            }
+        )
+    return verdicts
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def print_table(cells: list[dict[str, Any]], targets: list[dict[str, Any]]) -> None:
+    print(
+        f"\n{'kind':<11}{'users':>6}{'requests':>10}{'errors':>8}{'p50 ms':>9}{'p95 ms':>9}"
+        f"{'p99 ms':>9}{'msgs/s':>9}{'p50/' + BASELINE:>11}"
+    )
+    for cell in cells:
+        ratio = "-" if cell["p50_vs_baseline"] is None else f"{cell['p50_vs_baseline']:.2f}x"
+        print(
+            f"{cell['kind']:<11}{cell['users']:>6}{cell['requests']:>10}{cell['failed']:>8}"
+            f"{_ms(cell['p50_ms']):>9}{_ms(cell['p95_ms']):>9}{_ms(cell['p99_ms']):>9}"
+            f"{cell['messages_per_s']:>9.1f}{ratio:>11}"
+        )
+    by_cell = {(cell["kind"], cell["users"]): cell for cell in cells}
+    for (kind, users), cell in by_cell.items():
+        floor = by_cell.get(("qa-service", users))
+        if kind == "question" and cell["p50_ms"] and floor and floor["p50_ms"]:
+            print(
+                f"question turn over the QA service alone at {users} user(s): "
+                f"{cell['p50_ms'] - floor['p50_ms']:+.1f} ms p50"
+            )
+    for cell in cells:
+        for cause, example in {**cell["error_examples"], **cell["warmup_error_examples"]}.items():
+            print(f"! {cell['kind']} x {cell['users']}: {cause}, e.g. {example}")
+    print("\nTargets (issue 6, one user):")
+    for target in targets:
+        print(
+            f"  {target['kind']} {target['statistic'][:3]} <= {target['limit_ms']:.0f} ms: "
+            f"{_ms(target['value_ms'])} ms -> {target['verdict']}"
+        )
+
+
+def plot(cells: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator
+
+    figure, (latency_axes, rate_axes) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for number, kind in enumerate(dict.fromkeys(cell["kind"] for cell in cells)):
+        rows = [cell for cell in cells if cell["kind"] == kind and cell["p50_ms"] is not None]
+        users = [cell["users"] for cell in rows]
+        color = f"C{number}"
+        latency_axes.plot(users, [c["p50_ms"] for c in rows], "o-", color=color, label=f"{kind} p50")
+        latency_axes.plot(users, [c["p95_ms"] for c in rows], "s--", color=color, label=f"{kind} p95")
+        rate_axes.plot(users, [c["messages_per_s"] for c in rows], "o-", color=color, label=kind)
+    measured_users = sorted({cell["users"] for cell in cells})
+    for axes in (latency_axes, rate_axes):
+        axes.set_xscale("log", base=2)
+        axes.set_xticks(measured_users, [str(users) for users in measured_users])
+        axes.xaxis.set_minor_locator(NullLocator())
+        axes.set_xlabel("concurrent users")
+        axes.grid(True, which="both", alpha=0.3)
+    latency_axes.set_yscale("log")
+    latency_axes.set_ylabel("latency (ms)")
+    latency_axes.set_title("Turn latency (closed loop, loopback)")
+    latency_axes.legend(fontsize=7, ncol=2)
+    rate_axes.set_ylabel("successful messages / s")
+    rate_axes.set_title("Sustained throughput")
+    rate_axes.legend(fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    print(f"plot written to {path}")
+
+
+@contextmanager
+def stack_endpoints(args: argparse.Namespace) -> Iterator[tuple[Endpoints, Path | None]]:
+    """The stack to measure: the running one given by URL, else a fresh one (and the model it serves)."""
+    if args.rasa_url:
+        yield Endpoints(args.rasa_url.rstrip("/"), args.qa_url.rstrip("/")), None
+        return
+    model = REPO_ROOT / os.environ.get("RASA_MODEL", DEFAULT_MODEL)  # serve.sh runs in the repository root
+    with tempfile.TemporaryDirectory(prefix="turn-latency-") as scratch:
+        run_dir = args.run_dir or Path(scratch)
+        print(f"starting the stack (logs in {run_dir / 'log'}) ...", flush=True)
+        try:
+            with running_stack(run_dir) as stack:
+                yield Endpoints(stack.rasa_url, stack.qa_url), model
+        except StackDidNotStart as error:
+            raise SystemExit(str(error)) from None
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, nargs="+", default=[1, 4, 16], help="concurrent users per cell")
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds of load per cell")
+    parser.add_argument("--max-requests", type=int, default=300, help="requests per cell, all users together")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed requests before each cell")
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds before a request counts as timed out"
+    )
+    parser.add_argument(
+        "--turns-per-sender",
+        type=int,
+        default=10,
+        help="each user starts a new conversation after this many turns (the tracker stays a realistic size)",
+    )
+    parser.add_argument(
+        "--kinds", nargs="+", choices=[k.name for k in KINDS], default=[k.name for k in KINDS]
+    )
+    parser.add_argument("--rasa-url", help="measure the stack already running here (needs --qa-url)")
+    parser.add_argument("--qa-url", help="its QA service")
+    parser.add_argument("--run-dir", type=Path, help="keep the started stack's logs and database here")
+    parser.add_argument(
+        "--client-python",
+        type=Path,
+        default=REPO_ROOT / ".venv-rasa" / "bin" / "python",
+        help="Python with aiohttp that runs the load generator",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "turn_latency.json")
+    parser.add_argument("--plot", type=Path, default=RESULTS_DIR / "turn_latency.png")
+    args = parser.parse_args(argv)
+    if bool(args.rasa_url) != bool(args.qa_url):
+        parser.error("--rasa-url and --qa-url go together")
+    if any(url and urlsplit(url).hostname not in LOOPBACK_HOSTS for url in (args.rasa_url, args.qa_url)):
+        parser.error("--rasa-url and --qa-url must be on loopback (127.0.0.1, localhost or ::1)")
+    if (
+        min(*args.users, args.max_requests, args.turns_per_sender) < 1
+        or min(args.duration, args.timeout) <= 0
+    ):
+        parser.error("--users, --duration, --max-requests, --timeout and --turns-per-sender must be positive")
+    if not args.client_python.is_file():
+        raise SystemExit(
+            f"no Python at {args.client_python}; create .venv-rasa (see README) or pass --client-python"
+        )
+    kinds = [kind for kind in KINDS if kind.name in args.kinds]
+
+    started = time.perf_counter()
+    with stack_endpoints(args) as (endpoints, model):
+        try:
+            found = qa_reply(endpoints, QUESTION)
+            expected = expected_replies(found)
+            settings = stack_settings(endpoints, model)
+        except (OSError, ValueError, KeyError, TypeError) as error:  # URLError is an OSError
+            raise SystemExit(
+                f"the stack does not answer as expected: {type(error).__name__}: {error}"
+            ) from None
+        urls = {"rasa": f"{endpoints.rasa_url}/webhooks/rest/webhook", "qa": f"{endpoints.qa_url}/answer"}
+        cells = []
+        plan = [(users, kind) for users in sorted(set(args.users)) for kind in kinds]
+        for users, kind in tqdm(plan, desc="cells", unit="cell"):
+            cells.append(
+                run_cell(args.client_python, kind, urls[kind.target], users, args, expected[kind.name])
+            )
+    wall_s = time.perf_counter() - started
+
+    add_ratios(cells)
+    targets = check_targets(cells)
+    print_table(cells, targets)
+    if found["abstained"]:
+        print(
+            f"note: the QA service abstains on {QUESTION!r}, "
+            "so the question turn's expected reply is utter_cannot_answer"
+        )
+    print(f"wall time {wall_s:.0f} s")
+    write_report(
+        args.out,
+        {
+            "benchmark": "turn latency through Rasa's REST channel, whole stack on loopback",
+            "baseline": BASELINE,
+            "messages": {kind.name: kind.message for kind in kinds},
+            "settings": {
+                name: getattr(args, name)
+                for name in ("users", "duration", "max_requests", "warmup", "timeout", "turns_per_sender")
+            },
+            "stack": settings,
+            "qa_reply_to_question": {key: found.get(key) for key in ("answer", "confidence", "abstained")},
+            "cells": cells,
+            "targets": targets,
+            "wall_seconds": wall_s,
+        },
+    )
+    plot(cells, args.plot)
+
+
+if __name__ == "__main__":
+    main()
