@@ -78,8 +78,9 @@ class ServiceConfig:
     `index_dir` as it is. `abstain_threshold` None keeps the reader's calibrated threshold;
     `min_relevance` is the off-topic cut (see DEFAULT_MIN_RELEVANCE). `reader_backend` "onnx"
     (the default) serves the reader through ONNX Runtime, exported into `export_dir` at start when
-    missing or made from other weights: the same answers as "torch", about 5x faster on CPU
-    (bench/reader_speed.py); "onnx-int8" is faster still, for about half an F1 point.
+    missing or made from other weights: the same answers as "torch", 1.3x its speed on an idle
+    2-core CPU and more under load (bench/reader_speed.py); "onnx-int8" is 2.2x, for about
+    half an F1 point.
     """
 
     index_dir: Path = REPO_ROOT / "var" / "index"
