@@ -42,7 +42,7 @@ import torch  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from bench.common import RESULTS_DIR, require_files, write_report  # noqa: E402
+from bench.common import RESULTS_DIR, require_files, save_plot, write_report  # noqa: E402
 from retrieval.encoder import SentenceEncoder  # noqa: E402
 from retrieval.index_store import IndexStoreError, RetrievalIndex, build_index, load_index  # noqa: E402
 from retrieval.reader import Reader  # noqa: E402
@@ -187,11 +187,7 @@ def plot(
         axis.set_title(title)
         axis.set_ylabel("density")
         axis.legend(fontsize=8)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    print(f"plot written to {path}")
+    save_plot(figure, path)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -91,6 +91,17 @@ def machine() -> dict[str, Any]:
     }
 
 
+def save_plot(figure: Any, path: Path) -> None:
+    """Lay out `figure`, write it as a PNG and close it (pyplot keeps open figures alive)."""
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    print(f"plot written to {path}")
+
+
 def write_report(path: Path, report: dict[str, Any]) -> None:
     """The results as indented JSON, with the machine they were measured on."""
     path.parent.mkdir(parents=True, exist_ok=True)

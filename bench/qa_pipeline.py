@@ -50,6 +50,7 @@ from bench.common import (  # noqa: E402
     RESULTS_DIR,
     cached_embeddings,
     require_files,
+    save_plot,
     squad_questions,
     write_report,
 )
@@ -271,10 +272,7 @@ def plot(rows: dict[str, dict[str, float]], path: Path) -> None:
     axes.set_title("Open-domain QA on SQuAD dev: hybrid retriever + reader vs k")
     axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     axes.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    print(f"plot written to {path}")
+    save_plot(figure, path)
 
 
 def directory_digest(directory: Path) -> str:

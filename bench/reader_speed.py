@@ -39,7 +39,7 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer  # noqa: E402
 
-from bench.common import RESULTS_DIR, latency_summary, require_files, write_report  # noqa: E402
+from bench.common import RESULTS_DIR, latency_summary, require_files, save_plot, write_report  # noqa: E402
 from retrieval.documents import Passage  # noqa: E402
 from retrieval.export import export_reader  # noqa: E402
 from retrieval.metrics import ScoredQuestion, squad_scores  # noqa: E402
@@ -260,11 +260,7 @@ def plot(rows: dict[str, dict[str, Any]], path: Path, title: str) -> None:
     axes.set_xlabel("questions per second (one at a time, gold paragraph)")
     axes.set_xlim(0, max(speeds) * 1.35)
     axes.set_title(title, fontsize=10)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    print(f"plot written to {path}")
+    save_plot(figure, path)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

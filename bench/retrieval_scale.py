@@ -40,6 +40,7 @@ from bench.common import (  # noqa: E402
     cached_embeddings,
     latency_summary,
     require_files,
+    save_plot,
     squad_questions,
     write_report,
 )
@@ -282,11 +283,7 @@ def plot(rows: Sequence[dict[str, Any]], k: int, path: Path) -> None:
     axes.set_title("Dense retrieval at scale (MiniLM, 384-d, faiss CPU)")
     axes.grid(True, which="both", alpha=0.3)
     axes.legend()
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    print(f"plot written to {path}")
+    save_plot(figure, path)
 
 
 def sizes_argument(text: str) -> list[int]:

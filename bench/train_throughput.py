@@ -38,7 +38,7 @@ from typing import Any  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from bench.common import CACHE_DIR, RESULTS_DIR, require_files, write_report  # noqa: E402
+from bench.common import CACHE_DIR, RESULTS_DIR, require_files, save_plot, write_report  # noqa: E402
 from retrieval.qa_features import FeatureConfig, Window, collate, encode_pairs  # noqa: E402
 from retrieval.train import default_init_dir, load_examples, training_pairs  # noqa: E402
 
@@ -377,10 +377,7 @@ def plot(measured: dict[str, dict[str, Any]], path: Path, title: str) -> None:
         axis.margins(y=0.15)
         axis.set_title(label)
     figure.suptitle(title, fontsize=9)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    print(f"plot written to {path}")
+    save_plot(figure, path)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -45,7 +45,7 @@ from urllib.parse import urlsplit  # noqa: E402
 import yaml  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from bench.common import RESULTS_DIR, latency_summary, write_report  # noqa: E402
+from bench.common import RESULTS_DIR, latency_summary, save_plot, write_report  # noqa: E402
 from scripts.stack import REPO_ROOT, StackDidNotStart, running_stack  # noqa: E402
 
 LOAD_GENERATOR = REPO_ROOT / "bench" / "load_generator.py"
@@ -319,10 +319,7 @@ def plot(cells: list[dict[str, Any]], path: Path) -> None:
     rate_axes.set_ylabel("successful messages / s")
     rate_axes.set_title("Sustained throughput")
     rate_axes.legend(fontsize=8)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    print(f"plot written to {path}")
+    save_plot(figure, path)
 
 
 @contextmanager
