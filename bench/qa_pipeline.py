@@ -10,8 +10,8 @@ The hit rate (gold paragraph among the first k) separates retrieval losses from 
 
 The reader never abstains here: SQuAD v1.1 questions all have answers, so the best span is taken
 even below the reader's calibrated abstention threshold. Its decision is otherwise the Reader's
-(retrieval.postprocess.rank_spans over the windows of all k passages, with the reader's config and
-its prior against lower-ranked passages).
+(Reader.rank over the windows of all k passages, with its relevance priors from the dense
+similarities, as in the QA service).
 Each window's logits are computed once: the passages ranked (previous k, k] are tokenised and
 scored in their own call, so the seconds for k (retrieval + reading the first k passages) are
 measured, not estimated; serving reads its k passages in one call, batched a little differently.
@@ -58,7 +58,6 @@ from retrieval.documents import Passage  # noqa: E402
 from retrieval.encoder import SentenceEncoder  # noqa: E402
 from retrieval.ingest import load_passages  # noqa: E402
 from retrieval.metrics import ScoredQuestion, squad_scores  # noqa: E402
-from retrieval.postprocess import rank_spans  # noqa: E402
 from retrieval.qa_features import QAPair, Window, encode_pairs  # noqa: E402
 from retrieval.reader import Reader  # noqa: E402
 from retrieval.retrievers import (  # noqa: E402
@@ -173,16 +172,7 @@ def read_at_depths(
         logits.extend(reader.window_logits(band))
         ranking_started = time.perf_counter()
         scoring_seconds += ranking_started - started
-        prediction = rank_spans(
-            windows,
-            [start for start, _ in logits],
-            [end for _, end in logits],
-            contexts,
-            max_answer_tokens=reader.config.max_answer_tokens,
-            n_best_per_window=reader.config.n_best_per_window,
-            top_n=1,
-            pair_priors=priors,
-        )
+        prediction = reader.rank(windows, logits, contexts, priors, top_n=1)
         best = prediction.best(abstain_threshold=0.0)  # every SQuAD v1.1 question has an answer
         predictions[depth] = best.text if best is not None else ""
         seconds[depth] = scoring_seconds + time.perf_counter() - ranking_started

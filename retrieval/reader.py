@@ -16,7 +16,7 @@ import torch
 from transformers import AutoTokenizer, BertForQuestionAnswering, PreTrainedModel, PreTrainedTokenizerBase
 
 from retrieval.documents import Passage
-from retrieval.postprocess import rank_spans
+from retrieval.postprocess import QuestionPrediction, rank_spans
 from retrieval.qa_features import FeatureConfig, QAPair, Window, collate, encode_pairs
 
 CONFIG_FILE = "reader_config.json"
@@ -239,16 +239,16 @@ class Reader:
         """The best answer span in `passages` (with up to `top_n` candidates), or an abstention."""
         return self.answer_many([(question, passages)], top_n=top_n, relevances=[relevances])[0]
 
-    def _decide(
+    def rank(
         self,
-        windows: list[Window],
-        logits: list[tuple[np.ndarray, np.ndarray]],
-        contexts: list[str],
-        owners: list[tuple[int, Passage]],
-        priors: list[float],
+        windows: Sequence[Window],
+        logits: Sequence[tuple[np.ndarray, np.ndarray]],
+        contexts: Sequence[str],
+        priors: Sequence[float] | None,
         top_n: int,
-    ) -> Answer:
-        prediction = rank_spans(
+    ) -> QuestionPrediction:
+        """The answer spans of one question's windows, best first, with this reader's settings."""
+        return rank_spans(
             windows,
             [start for start, _ in logits],
             [end for _, end in logits],
@@ -258,6 +258,17 @@ class Reader:
             top_n=max(1, top_n),
             pair_priors=priors,
         )
+
+    def _decide(
+        self,
+        windows: list[Window],
+        logits: list[tuple[np.ndarray, np.ndarray]],
+        contexts: list[str],
+        owners: list[tuple[int, Passage]],
+        priors: list[float],
+        top_n: int,
+    ) -> Answer:
+        prediction = self.rank(windows, logits, contexts, priors, top_n)
         candidates = tuple(
             Candidate(
                 text=c.text,
