@@ -207,7 +207,7 @@ def ensure_export(reader_dir: Path, out: Path, threads: int | None = None) -> bo
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
         files = export_reader(reader_dir, staging, threads)
-        write_metadata(staging, reader_dir, files, check=None)
+        write_metadata(staging, reader_dir, digest, files, check=None)
         replace_dir(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -215,10 +215,13 @@ def ensure_export(reader_dir: Path, out: Path, threads: int | None = None) -> bo
     return True
 
 
-def write_metadata(out: Path, reader_dir: Path, files: dict[str, str], check: dict[str, Any] | None) -> None:
+def write_metadata(
+    out: Path, reader_dir: Path, digest: str, files: dict[str, str], check: dict[str, Any] | None
+) -> None:
+    """OUT/export.json: what was exported from where (`digest`: source_digest of `reader_dir`)."""
     metadata: dict[str, Any] = {
         "source": str(reader_dir),
-        "source_digest": source_digest(reader_dir),
+        "source_digest": digest,
         "files": files,
         "opset": OPSET,
         "torch": torch.__version__,
@@ -260,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as error:  # a malformed or empty question file
             log.error("%s", error)
             return 1
-    write_metadata(args.out, args.reader, files, check)
+    write_metadata(args.out, args.reader, source_digest(args.reader), files, check)
     failed = [backend for backend, result in (check or {}).items() if not result["within_tolerance"]]
     if failed:
         log.error("logits beyond tolerance for %s: see %s", ", ".join(failed), args.out / METADATA_FILE)
