@@ -17,7 +17,6 @@ from pathlib import Path
 from retrieval.encoder import SentenceEncoder
 from retrieval.index_store import RETRIEVER_NAMES, IndexSettings, IndexStoreError, build_index, load_index
 from retrieval.ingest import DEFAULT_MAX_PASSAGE_CHARS, IngestError
-from retrieval.reader import BACKENDS
 from retrieval.retrievers import DenseSettings
 
 EXIT_BAD_INPUT = 2
@@ -127,7 +126,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--reader-backend",
-        choices=BACKENDS,
         help="torch, or an export made at start: onnx (default), onnx-int8, torchscript",
     )
     serve.add_argument(
