@@ -8,7 +8,6 @@ the conversation goes on (no events, no exception).
 from __future__ import annotations
 
 import json
-import socket
 from dataclasses import replace
 
 import pytest
@@ -18,6 +17,7 @@ from test_custom_actions import make_tracker, run, services
 from actions.actions import ActionAnswerQuestion, Services
 from actions.qa import QaAnswer, QaClient, QaUnavailable, QuestionRejected
 from actions.subscriptions import SubscriptionStore
+from scripts.stack import free_port
 
 TIMEOUT_S = 0.5  # shorter than the server's slow_s, so the slow face times out
 
@@ -29,13 +29,6 @@ def qa_client(service: QaServiceServer, face: str = "") -> QaClient:
 def answer(store: SubscriptionStore, client: QaClient, text: str, intent: str = "ask_question"):
     tracker = make_tracker(text=text, intent=intent)
     return run(ActionAnswerQuestion(services(store, qa=client)), tracker)
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # --- the client ---------------------------------------------------------------------------

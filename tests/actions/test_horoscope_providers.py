@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import subprocess
 import sys
 from datetime import timedelta
@@ -22,19 +21,13 @@ from actions.horoscope import (
 )
 from actions.settings import Settings
 from actions.zodiac import SIGNS
+from scripts.stack import free_port
 
 SHORT_TIMEOUT_S = 0.3
 
 
 def http_provider(api: HoroscopeApiServer, face: str = "") -> HttpHoroscopeProvider:
     return HttpHoroscopeProvider(f"{api.url}{face}", timeout_s=SHORT_TIMEOUT_S)
-
-
-def closed_port() -> int:
-    """A loopback port nobody listens on (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_http_provider_returns_the_served_horoscope(horoscope_api: HoroscopeApiServer) -> None:
@@ -67,7 +60,7 @@ def test_http_provider_failures_are_typed_and_logged(
 
 
 def test_http_provider_connection_refused_is_unavailable() -> None:
-    provider = HttpHoroscopeProvider(f"http://127.0.0.1:{closed_port()}", timeout_s=SHORT_TIMEOUT_S)
+    provider = HttpHoroscopeProvider(f"http://127.0.0.1:{free_port()}", timeout_s=SHORT_TIMEOUT_S)
     with pytest.raises(HoroscopeUnavailable):
         provider.daily("leo", TODAY)
 

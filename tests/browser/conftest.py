@@ -5,7 +5,6 @@ Playwright drives Debian's Chromium (apt package `chromium`), never a downloaded
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,10 +12,9 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 from scripted_rasa import ScriptedRasa
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT))
+from scripts.stack import Stack, StackDidNotStart, running_stack
 
-from scripts.stack import Stack, StackDidNotStart, running_stack  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

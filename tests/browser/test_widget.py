@@ -8,7 +8,6 @@ that never comes.
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from scripted_rasa import INJECTION_TEXT, UNBROKEN_WORD, ScriptedRasa
 
 from scripts.stack import Stack, free_port
 from tests.e2e.bot_replies import answered, said
+from tests.e2e.rest_chat import subscribed_sign
 
 # Rasa answers within a few seconds; the widget itself gives up after 15 s.
 ANSWER_TIMEOUT_MS = 30_000
@@ -59,14 +59,6 @@ class ChatPage:
         expect(self.bubbles("system")).to_have_count(0)
         expect(self.input).to_have_value("")
         return self.bubbles("bot").all_text_contents()[answered:]
-
-
-def subscribed_sign(database_path: Path, sender_id: str) -> str | None:
-    with sqlite3.connect(database_path) as connection:
-        row = connection.execute(
-            "SELECT sign FROM horoscope_subscriptions WHERE sender_id = ?", (sender_id,)
-        ).fetchone()
-    return row[0] if row else None
 
 
 def test_horoscope_conversation_continues_after_a_reload(

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT))
+from scripts.stack import Stack, StackDidNotStart, free_port, running_stack
+from tests.e2e.rest_chat import HoroscopeApi
 
-from scripts.stack import Stack, StackDidNotStart, free_port, running_stack  # noqa: E402
-from tests.e2e.rest_chat import HoroscopeApi  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 HOROSCOPE_API_SCRIPT = REPO_ROOT / "tests" / "actions" / "horoscope_api_server.py"
 API_START_TIMEOUT_S = 60.0

@@ -1,16 +1,19 @@
 """HTTP clients for the end-to-end tests (stdlib urllib, every call with a timeout).
 
 `RestChat` is one person talking to Rasa's REST channel; `HoroscopeApi` reads the
-loopback horoscope API directly, so a test knows which text the bot must relay.
+loopback horoscope API directly, so a test knows which text the bot must relay;
+`subscribed_sign` reads what a conversation stored in the assistant's SQLite database.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 WEBHOOK_PATH = "/webhooks/rest/webhook"
@@ -18,6 +21,15 @@ WEBHOOK_PATH = "/webhooks/rest/webhook"
 # timeout is 10 s) on two busy cores; the first turn also warms Rasa up.
 TURN_TIMEOUT_S = 120.0
 API_TIMEOUT_S = 10.0
+
+
+def subscribed_sign(database_path: Path, sender_id: str) -> str | None:
+    """The sign `sender_id` is subscribed to, or None."""
+    with sqlite3.connect(database_path) as connection:
+        row = connection.execute(
+            "SELECT sign FROM horoscope_subscriptions WHERE sender_id = ?", (sender_id,)
+        ).fetchone()
+    return row[0] if row else None
 
 
 def _get_json(url: str, timeout: float) -> Any:

@@ -9,14 +9,12 @@ stops the QA service comes last in this module: the stack is shared by all of th
 from __future__ import annotations
 
 import re
-import sqlite3
-from pathlib import Path
 
 import pytest
 
 from scripts.stack import Stack
 from tests.e2e.bot_replies import REPO_ROOT, answered, said
-from tests.e2e.rest_chat import HoroscopeApi, RestChat
+from tests.e2e.rest_chat import HoroscopeApi, RestChat, subscribed_sign
 
 KNOWLEDGE_DIR = REPO_ROOT / "data" / "knowledge"
 
@@ -29,14 +27,6 @@ def _document_titles() -> set[str]:
         assert heading, f"{path} has no title"
         titles.add(heading.group(1).strip())
     return titles
-
-
-def subscribed_sign(database_path: Path, sender_id: str) -> str | None:
-    with sqlite3.connect(database_path) as connection:
-        row = connection.execute(
-            "SELECT sign FROM horoscope_subscriptions WHERE sender_id = ?", (sender_id,)
-        ).fetchone()
-    return row[0] if row else None
 
 
 def assert_horoscope(replies: list[str], api: HoroscopeApi, sign: str) -> None:
