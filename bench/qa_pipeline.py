@@ -3,8 +3,8 @@
 Each sampled dev question is answered from the whole corpus by
   - the baseline, the original design: unigram TF-IDF with default settings over untitled passages
     (as bench/retrieval.py's baseline), its top-1 passage read by the reader;
-  - the project's pipeline: the hybrid retriever (RRF of BM25 and dense flat) and the reader over its
-    top k passages, for every k in --depths;
+  - the project's pipeline: the served hybrid retriever (BM25 + dense flat, linear fusion) and the
+    reader over its top k passages, for every k in --depths;
   - the upper bound: the reader on the question's own (gold) paragraph.
 The hit rate (gold paragraph among the first k) separates retrieval losses from reading losses.
 
@@ -74,7 +74,7 @@ from retrieval.retrievers import (  # noqa: E402
 
 DEFAULT_DEPTHS = "1,3,5,10,20"
 BASELINE = "baseline: tfidf-unigram-default top-1"
-HYBRID = "hybrid-rrf(bm25,dense)"
+HYBRID = "hybrid-linear(bm25,dense)"
 GOLD = "upper bound: gold paragraph"
 
 
@@ -132,9 +132,7 @@ def build_retrievers(
     )
     embeddings, _ = cached_embeddings([indexed_text(p) for p in passages], encoder)
     dense = DenseRetriever.from_embeddings(passages, embeddings, encoder, DenseSettings(index_type="flat"))
-    hybrid = HybridRetriever(
-        [Bm25Retriever.build(passages), dense], HybridSettings(members=("bm25", "dense"))
-    )
+    hybrid = HybridRetriever([Bm25Retriever.build(passages), dense], HybridSettings())
     return baseline, hybrid, dense
 
 
@@ -204,7 +202,7 @@ def run(
         tallies[BASELINE, 1].add(golds, reading.predictions[1], hit, search_seconds + reading.seconds[1])
 
         ranked, search_seconds = timed_search(hybrid, question, max(depths))
-        reading = read_at_depths(reader, question, ranked, depths, dense.similarities(question, ranked))
+        reading = read_at_depths(reader, question, ranked, depths, dense.scores(question, ranked))
         ids = [p.passage_id for p in ranked]
         for k in depths:
             tallies[HYBRID, k].add(

@@ -7,7 +7,11 @@ filled plus the FAISS build.
 
     .venv/bin/python bench/retrieval.py \
         --corpus ../shared/data/squad/train-v1.1.json.gz ../shared/data/squad/dev-v1.1.json.gz \
-        --questions ../shared/data/squad/dev-v1.1.json.gz --out bench/results/retrieval.json
+        --questions ../shared/data/squad/dev-v1.1.json.gz \
+        --fit-questions ../shared/data/squad/train-v1.1.json.gz --out bench/results/retrieval.json
+
+With --fit-questions, the weights of the linear hybrid are fitted in the same run on a sample
+of those questions (train, never the asked ones); without, the served defaults are used.
 """
 
 from __future__ import annotations
@@ -31,8 +35,10 @@ import torch  # noqa: E402
 from bench.common import cached_embeddings, require_files, squad_questions, write_report  # noqa: E402
 from retrieval.documents import Passage  # noqa: E402
 from retrieval.encoder import SentenceEncoder  # noqa: E402
+from retrieval.fusion import fit_linear_weights  # noqa: E402
 from retrieval.ingest import load_passages  # noqa: E402
 from retrieval.retrievers import (  # noqa: E402
+    LINEAR_WEIGHTS,
     Bm25Retriever,
     DenseRetriever,
     DenseSettings,
@@ -70,8 +76,13 @@ def timed_build(build: Callable[[], Retriever], extra_seconds: float = 0.0) -> B
     return Built(retriever, seconds, size)
 
 
-def build_all(passages: list[Passage], encoder: SentenceEncoder) -> dict[str, Built]:
-    """The retrievers compared; baseline is the original design: unigram TF-IDF, defaults, no titles."""
+def build_all(
+    passages: list[Passage], encoder: SentenceEncoder, fit_on: Sequence[tuple[str, str]]
+) -> tuple[dict[str, Built], tuple[float, ...]]:
+    """The retrievers compared, and the linear hybrid's weights (fitted on `fit_on` if any).
+
+    The baseline is the original design: unigram TF-IDF, default settings, no titles.
+    """
     untitled = [dataclasses.replace(p, title="") for p in passages]
     embeddings, encode_seconds = cached_embeddings([indexed_text(p) for p in passages], encoder)
     built = {
@@ -84,24 +95,40 @@ def build_all(passages: list[Passage], encoder: SentenceEncoder) -> dict[str, Bu
         "tfidf-bigram-sublinear-stop": timed_build(lambda: TfidfRetriever.build(passages)),
         "bm25": timed_build(lambda: Bm25Retriever.build(passages)),
     }
-    for kind in ("flat", "hnsw"):
-        settings = DenseSettings(index_type=kind)
-        built[f"dense-{kind}"] = timed_build(
-            lambda settings=settings: DenseRetriever.from_embeddings(passages, embeddings, encoder, settings),
+    dense_designs = {
+        "dense-flat": (encoder, DenseSettings(index_type="flat")),
+        "dense-hnsw": (encoder, DenseSettings(index_type="hnsw")),
+    }
+    for name, (query_encoder, settings) in dense_designs.items():
+        built[name] = timed_build(
+            lambda query_encoder=query_encoder, settings=settings: DenseRetriever.from_embeddings(
+                passages, embeddings, query_encoder, settings
+            ),
             extra_seconds=encode_seconds,
         )
+    linear_weights = LINEAR_WEIGHTS
+    if fit_on:
+        linear_weights = fit_linear_weights([built["bm25"].retriever, built["dense-flat"].retriever], fit_on)
+        print(f"linear fusion weights (bm25, dense) fitted on {len(fit_on)} questions: {linear_weights}")
     hybrids = {
-        "hybrid-rrf(tfidf,dense)": (("tfidf-bigram-sublinear-stop", "dense-flat"), HybridSettings()),
+        "hybrid-rrf(tfidf,dense)": (
+            ("tfidf-bigram-sublinear-stop", "dense-flat"),
+            HybridSettings(members=("tfidf", "dense"), fusion="rrf", weights=(1.0, 1.0)),
+        ),
         "hybrid-score(tfidf,dense)": (
             ("tfidf-bigram-sublinear-stop", "dense-flat"),
-            HybridSettings(fusion="score", weights=(0.3, 0.7)),
+            HybridSettings(members=("tfidf", "dense"), fusion="score", weights=(0.3, 0.7)),
         ),
-        "hybrid-rrf(bm25,dense)": (("bm25", "dense-flat"), HybridSettings(members=("bm25", "dense"))),
+        "hybrid-rrf(bm25,dense)": (
+            ("bm25", "dense-flat"),
+            HybridSettings(members=("bm25", "dense"), fusion="rrf", weights=(1.0, 1.0)),
+        ),
+        "hybrid-linear(bm25,dense)": (("bm25", "dense-flat"), HybridSettings(weights=linear_weights)),
     }
     for name, (members, settings) in hybrids.items():
         hybrid = HybridRetriever([built[m].retriever for m in members], settings)
         built[name] = Built(hybrid, sum(built[m].build_seconds for m in members), None)
-    return built
+    return built, linear_weights
 
 
 def evaluate(retriever: Retriever, questions: Sequence[tuple[str, str]]) -> dict[str, float]:
@@ -148,21 +175,31 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--limit", type=int, default=None, help="ask a fixed random sample of this many questions"
     )
+    parser.add_argument(
+        "--fit-questions", type=Path, default=None, help="SQuAD file whose questions fit the linear fusion"
+    )
+    parser.add_argument("--fit-limit", type=int, default=4000, help="how many of those questions to fit on")
     parser.add_argument("--threads", type=int, default=2, help="torch and FAISS threads")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
 
-    require_files([*args.corpus, args.questions])
+    require_files([*args.corpus, args.questions, *([args.fit_questions] if args.fit_questions else [])])
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
     passages = load_passages(args.corpus)
     questions = [(q, gold) for q, gold, _ in squad_questions(args.questions, passages, args.limit)]
     print(f"{len(passages)} passages, {len(questions)} questions", flush=True)
     encoder = SentenceEncoder(threads=args.threads)
+    fit_on = []
+    if args.fit_questions:
+        if args.fit_questions.resolve() == args.questions.resolve():
+            raise SystemExit("--fit-questions is the --questions file; fit on other questions (train)")
+        fit_on = [(q, gold) for q, gold, _ in squad_questions(args.fit_questions, passages, args.fit_limit)]
+    built, linear_weights = build_all(passages, encoder, fit_on)
     rows = {}
-    for name, built in build_all(passages, encoder).items():
-        rows[name] = {**evaluate(built.retriever, questions), "build_seconds": built.build_seconds}
-        rows[name]["size_bytes"] = built.size_bytes
+    for name, one in built.items():
+        rows[name] = {**evaluate(one.retriever, questions), "build_seconds": one.build_seconds}
+        rows[name]["size_bytes"] = one.size_bytes
         print(f"  {name}: {rows[name]}", flush=True)
     print_table(rows)
     if args.out:
@@ -174,6 +211,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             "limit": args.limit,
             "threads": args.threads,
             "baseline": BASELINE,
+            "linear_weights": {"bm25": linear_weights[0], "dense": linear_weights[1]},
+            "fit_questions": args.fit_questions.name if args.fit_questions else None,
+            "fit_limit": args.fit_limit if args.fit_questions else None,
             "results": rows,
         }
         write_report(args.out, report)

@@ -289,7 +289,10 @@ class QAService:
             build = build_index(self.config.docs, self.config.index_dir, encoder=encoder)
             log.info("index %s: %s", self.config.index_dir, "built" if build.built else "up to date")
         self.index = load_index(self.config.index_dir, warm=True, encoder=encoder)
-        return {"directory": str(self.config.index_dir), "passages": len(self.index.passages)}
+        return {
+            "directory": str(self.config.index_dir),
+            "passages": len(self.index.passages),
+        }
 
     def _load_reader(self) -> dict[str, Any]:
         source = self.config.reader_dir
@@ -333,7 +336,7 @@ class QAService:
             passages = [scored.passage for scored in self.index.search(question, top_k)]
             dense = self.index.retriever("dense")
             relevance = dense.search(question, 1)[0].score
-            similarities = dense.similarities(question, passages)
+            similarities = dense.scores(question, passages)
             retrieve = time.perf_counter() - retrieve_started
         answer, read = None, 0.0
         if relevance >= self.config.min_relevance:
@@ -426,7 +429,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
         version=VERSION,
         description=(
             "Answers open questions about astrology from the assistant's knowledge base: hybrid "
-            "retrieval (TF-IDF, BM25, dense FAISS) picks passages, a BERT reader extracts the answer "
+            "retrieval (BM25 + dense FAISS, linear fusion) picks passages, a BERT reader extracts the answer "
             "span or abstains. Errors are JSON `{error, request_id}`; send `X-Request-ID` to trace a call."
         ),
         lifespan=lifespan,

@@ -16,7 +16,10 @@ from retrieval.retrievers import Bm25Retriever, DenseRetriever, HybridRetriever,
 from tests.retrieval.conftest import TINY_QUESTIONS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-HYBRID_WITH_BM25 = IndexSettings.from_dict({"hybrid": {"members": ["bm25", "dense"], "weights": [1.0, 1.0]}})
+# Not the default hybrid (linear BM25 + dense), to show saved settings are the ones served.
+HYBRID_RRF_TFIDF = IndexSettings.from_dict(
+    {"hybrid": {"members": ["tfidf", "dense"], "fusion": "rrf", "weights": [1.0, 1.0]}}
+)
 
 
 def _files(folder: Path) -> dict[str, int]:
@@ -28,16 +31,16 @@ def _files(folder: Path) -> dict[str, int]:
 def test_saved_index_gives_the_same_results_as_the_retrievers_it_was_built_from(
     tiny_docs: Path, tmp_path: Path, encoder: SentenceEncoder
 ) -> None:
-    build_index([tiny_docs], tmp_path / "index", HYBRID_WITH_BM25, encoder)
+    build_index([tiny_docs], tmp_path / "index", HYBRID_RRF_TFIDF, encoder)
     index = load_index(tmp_path / "index", encoder=encoder)
     passages = load_passages([tiny_docs])
     dense = DenseRetriever.build(passages, encoder)
-    bm25 = Bm25Retriever.build(passages)
+    tfidf = TfidfRetriever.build(passages)
     in_memory = {
-        "tfidf": TfidfRetriever.build(passages),
-        "bm25": bm25,
+        "tfidf": tfidf,
+        "bm25": Bm25Retriever.build(passages),
         "dense": dense,
-        "hybrid": HybridRetriever([bm25, dense], HYBRID_WITH_BM25.hybrid),
+        "hybrid": HybridRetriever([tfidf, dense], HYBRID_RRF_TFIDF.hybrid),
     }
 
     assert index.passages == passages

@@ -1,4 +1,4 @@
-"""Each retriever finds the answering passage of a tiny corpus; the encoder matches the reference model."""
+"""Each retriever finds the answering passage of a tiny corpus; hybrids fuse their members as configured."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval.encoder import EMBEDDING_DIM, SentenceEncoder, packaged_model_dir
+from retrieval.encoder import SentenceEncoder
 from retrieval.ingest import load_passages
 from retrieval.retrievers import (
     Bm25Retriever,
@@ -22,30 +22,6 @@ from retrieval.retrievers import (
 from tests.retrieval.conftest import TINY_QUESTIONS
 
 
-def test_encoder_gives_unit_vectors_equal_to_sentence_transformers(encoder: SentenceEncoder) -> None:
-    sentence_transformers = pytest.importorskip("sentence_transformers")
-    texts = ["Which sign rules the water?", "Pisces is a water sign.", "word " * 400]
-    reference = sentence_transformers.SentenceTransformer(str(packaged_model_dir()), device="cpu")
-
-    vectors = encoder.encode(texts)
-
-    assert vectors.shape == (3, EMBEDDING_DIM) and vectors.dtype == np.float32
-    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    np.testing.assert_allclose(vectors, reference.encode(texts, normalize_embeddings=True), atol=1e-4)
-
-
-def test_query_embeddings_are_remembered_and_read_only(encoder: SentenceEncoder) -> None:
-    """The service embeds each question twice (ranking, relevance): the second time is a cache hit."""
-    question = "Which sign rules the water?"
-
-    first = encoder.encode_query(question)
-
-    np.testing.assert_allclose(first, encoder.encode([question]), atol=1e-6)
-    assert encoder.encode_query(question) is first
-    with pytest.raises(ValueError):
-        first[0, 0] = 1.0
-
-
 def _retrievers(tiny_docs: Path, encoder: SentenceEncoder) -> dict[str, Retriever]:
     passages = load_passages([tiny_docs])
     embeddings = encoder.encode([f"{p.title}\n{p.text}" for p in passages])
@@ -54,32 +30,55 @@ def _retrievers(tiny_docs: Path, encoder: SentenceEncoder) -> dict[str, Retrieve
         for kind in ("flat", "hnsw", "ivf")
     }
     tfidf = TfidfRetriever.build(passages)
+    bm25 = Bm25Retriever.build(passages)
     return {
         "tfidf": tfidf,
-        "bm25": Bm25Retriever.build(passages),
+        "bm25": bm25,
         **{f"dense-{kind}": retriever for kind, retriever in dense.items()},
-        "hybrid-rrf": HybridRetriever([tfidf, dense["flat"]]),
+        "hybrid-linear": HybridRetriever([bm25, dense["flat"]]),
+        "hybrid-rrf": HybridRetriever(
+            [tfidf, dense["flat"]], HybridSettings(fusion="rrf", weights=(1.0, 1.0))
+        ),
         "hybrid-score": HybridRetriever(
             [tfidf, dense["flat"]], HybridSettings(fusion="score", weights=(0.3, 0.7))
         ),
     }
 
 
-def test_dense_similarities_are_the_search_scores_of_any_passages(
-    tiny_docs: Path, encoder: SentenceEncoder
-) -> None:
-    """What the reader's passage priors use: the stored vectors, read back for passages in any order."""
+def test_scores_are_the_search_scores_of_any_passages(tiny_docs: Path, encoder: SentenceEncoder) -> None:
+    """What linear fusion and the reader's passage priors use: a retriever's own score for any passage,
+    in any order (dense ones read the stored vectors back instead of encoding passages again)."""
     for name, retriever in _retrievers(tiny_docs, encoder).items():
-        if not name.startswith("dense"):
+        if name.startswith("hybrid"):
             continue
         question = next(iter(TINY_QUESTIONS))
         ranked = retriever.search(question, k=len(retriever.passages))
         shuffled = ranked[::-1]
 
-        similarities = retriever.similarities(question, [r.passage for r in shuffled])
+        scores = retriever.scores(question, [r.passage for r in shuffled])
 
-        np.testing.assert_allclose(similarities, [r.score for r in shuffled], atol=1e-5, err_msg=name)
-        assert retriever.similarities(question, []) == []
+        np.testing.assert_allclose(scores, [r.score for r in shuffled], atol=1e-5, err_msg=name)
+        assert retriever.scores(question, []) == []
+
+
+def test_linear_fusion_is_the_weighted_sum_of_every_members_score(
+    tiny_docs: Path, encoder: SentenceEncoder
+) -> None:
+    """A passage only one member found still gets the other member's real score, not zero."""
+    retrievers = _retrievers(tiny_docs, encoder)
+    bm25, dense = retrievers["bm25"], retrievers["dense-flat"]
+    hybrid = HybridRetriever([bm25, dense], HybridSettings(weights=(0.5, 10.0), candidates=2))
+    question = "Which Roman towns were destroyed when Vesuvius erupted?"
+
+    results = hybrid.search(question, k=5)
+
+    passages = [r.passage for r in results]
+    assert results[0].passage.passage_id == TINY_QUESTIONS[question]
+    assert len(passages) >= 2  # the union of each member's top 2
+    expected = 0.5 * np.array(bm25.scores(question, passages)) + 10.0 * np.array(
+        dense.scores(question, passages)
+    )
+    np.testing.assert_allclose([r.score for r in results], expected, rtol=1e-5)
 
 
 def test_every_retriever_ranks_the_answering_passage_first(tiny_docs: Path, encoder: SentenceEncoder) -> None:
@@ -99,7 +98,16 @@ def test_k_larger_than_the_corpus_returns_each_passage_at_most_once(
         assert 0 < len(ids) <= 7 and len(set(ids)) == len(ids), name
 
 
-def test_hybrid_rejects_mismatched_weights(tiny_docs: Path) -> None:
+def test_hybrid_rejects_mismatched_weights_and_unknown_fusions(tiny_docs: Path) -> None:
     tfidf = TfidfRetriever.build(load_passages([tiny_docs]))
     with pytest.raises(ValueError, match="weights"):
-        HybridRetriever([tfidf], dataclasses.replace(HybridSettings(), weights=(1.0, 1.0)))
+        HybridRetriever([tfidf], dataclasses.replace(HybridSettings(), weights=(1.0, 1.0, 1.0)))
+    with pytest.raises(ValueError, match="unknown fusion"):
+        HybridRetriever([tfidf, tfidf], HybridSettings(fusion="max"))  # type: ignore[arg-type]
+
+
+def test_linear_fusion_needs_members_that_score_given_passages(tiny_docs: Path) -> None:
+    tfidf = TfidfRetriever.build(load_passages([tiny_docs]))
+    rank_only = HybridRetriever([tfidf, tfidf], HybridSettings(fusion="rrf", weights=(1.0, 1.0)))
+    with pytest.raises(ValueError, match="score given passages"):
+        HybridRetriever([tfidf, rank_only])
