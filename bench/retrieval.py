@@ -95,9 +95,11 @@ def build_all(
         "tfidf-bigram-sublinear-stop": timed_build(lambda: TfidfRetriever.build(passages)),
         "bm25": timed_build(lambda: Bm25Retriever.build(passages)),
     }
+    onnx_encoder = SentenceEncoder(threads=encoder.threads, query_backend="onnx")  # what the service runs
     dense_designs = {
         "dense-flat": (encoder, DenseSettings(index_type="flat")),
         "dense-hnsw": (encoder, DenseSettings(index_type="hnsw")),
+        "dense-flat-onnx-query": (onnx_encoder, DenseSettings(index_type="flat")),
     }
     for name, (query_encoder, settings) in dense_designs.items():
         built[name] = timed_build(
@@ -124,6 +126,10 @@ def build_all(
             HybridSettings(members=("bm25", "dense"), fusion="rrf", weights=(1.0, 1.0)),
         ),
         "hybrid-linear(bm25,dense)": (("bm25", "dense-flat"), HybridSettings(weights=linear_weights)),
+        "hybrid-linear(bm25,dense-onnx-query)": (
+            ("bm25", "dense-flat-onnx-query"),
+            HybridSettings(weights=linear_weights),
+        ),
     }
     for name, (members, settings) in hybrids.items():
         hybrid = HybridRetriever([built[m].retriever for m in members], settings)

@@ -76,6 +76,7 @@ def _serve(args: argparse.Namespace) -> int:
         min_relevance=args.min_relevance,
         reader_backend=args.reader_backend,
         export_dir=args.export_dir,
+        encoder_backend=args.encoder_backend,
     )
     serve(config)
     return 0
@@ -130,6 +131,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--export-dir", type=Path, help="where the exported reader is kept (var/reader-export)"
+    )
+    serve.add_argument(
+        "--encoder-backend",
+        help="how questions are embedded: onnx (default, exported once into var/encoder-export) or torch",
     )
     serve.add_argument(
         "--min-relevance",

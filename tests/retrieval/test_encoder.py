@@ -1,6 +1,8 @@
-"""The sentence encoder: the reference model's vectors, unit length, remembered for recent questions."""
+"""The sentence encoder: the reference model's vectors, from PyTorch and from ONNX Runtime."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,3 +32,21 @@ def test_query_embeddings_are_remembered_and_read_only(encoder: SentenceEncoder)
     assert encoder.encode_query(question) is first
     with pytest.raises(ValueError):
         first[0, 0] = 1.0
+
+
+def test_onnx_query_encoder_gives_the_pytorch_vectors_and_exports_once(
+    encoder: SentenceEncoder, tmp_path: Path
+) -> None:
+    questions = ["Which sign rules the water?", "?", "word " * 400]  # truncated at 256 tokens like PyTorch
+    onnx = SentenceEncoder(threads=2, query_backend="onnx", export_dir=tmp_path)
+
+    for question in questions:
+        np.testing.assert_allclose(onnx.encode_query(question), encoder.encode([question]), atol=1e-5)
+
+    exported = list(tmp_path.iterdir())
+    assert len(exported) == 1 and exported[0].suffix == ".onnx"  # no staging file left behind
+    written = exported[0].stat().st_mtime_ns
+    SentenceEncoder(query_backend="onnx", export_dir=tmp_path).load()
+    assert list(tmp_path.iterdir()) == exported and exported[0].stat().st_mtime_ns == written
+    with pytest.raises(ValueError, match="query_backend 'openvino'"):
+        SentenceEncoder(query_backend="openvino")

@@ -353,6 +353,7 @@ def test_config_reads_the_environment_and_options_override_it(tmp_path: Path) ->
         ({"QA_MIN_RELEVANCE": "high"}, "QA_MIN_RELEVANCE='high'"),
         ({"QA_MIN_RELEVANCE": "1.5"}, "min_relevance"),
         ({"QA_READER_BACKEND": "tensorflow"}, "reader_backend 'tensorflow' is not one of"),
+        ({"QA_ENCODER_BACKEND": "openvino"}, "encoder_backend 'openvino' is not one of"),
     ],
 )
 def test_bad_config_values_are_named(environ: dict[str, str], message: str) -> None:
