@@ -287,6 +287,8 @@ def _is_gpu(index: faiss.Index) -> bool:
 
 # Fitted by `make bench-retrieval` (retrieval.fusion.fit_linear_weights on 4,000 SQuAD train
 # questions over the 19,914-paragraph corpus); bench/results/retrieval.json keeps the fit.
+# BM25's scale follows the corpus (its idf), yet these weights also serve the 102-passage
+# knowledge base well (recall@1 0.846 against 0.783 for RRF); refit them for a very different corpus.
 LINEAR_WEIGHTS = (0.4053, 17.4736)
 
 
