@@ -149,6 +149,7 @@ class SentenceEncoder:
                     opset_version=ONNX_OPSET,
                     dynamo=False,  # the torch.export-based exporter would need the onnxscript package
                 )
+            os.chmod(staging, 0o644)  # mkstemp makes it private; a service may run as another user
             os.replace(staging, target)
         finally:
             Path(staging).unlink(missing_ok=True)
