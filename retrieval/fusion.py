@@ -15,7 +15,7 @@ import numpy as np
 import scipy.optimize
 from tqdm.auto import tqdm
 
-from retrieval.retrievers import ScoringRetriever, candidate_union, member_scores
+from retrieval.retrievers import ScoringRetriever, linear_candidates
 
 
 def candidate_features(
@@ -27,10 +27,10 @@ def candidate_features(
     """
     rows = []
     for question, gold_id in tqdm(questions, desc="scoring candidates", unit="question"):
-        candidates = candidate_union([member.search(question, depth) for member in members])
+        candidates, scores = linear_candidates(members, question, depth)
         ids = [passage.passage_id for passage in candidates]
         if gold_id in ids:
-            rows.append((member_scores(members, question, candidates), ids.index(gold_id)))
+            rows.append((scores, ids.index(gold_id)))
     return rows
 
 

@@ -325,11 +325,11 @@ class HybridRetriever:
 
     def search(self, question: str, k: int) -> list[ScoredPassage]:
         depth = max(k, self.settings.candidates)
-        rankings = [member.search(question, depth) for member in self.members]
         if self.settings.fusion == "linear":
-            candidates = candidate_union(rankings)
-            fused = np.asarray(self.settings.weights) @ member_scores(self.members, question, candidates)
+            candidates, scores = linear_candidates(self.members, question, depth)
+            fused = np.asarray(self.settings.weights) @ scores
             return [ScoredPassage(candidates[i], float(fused[i])) for i in top_k(fused, k)]
+        rankings = [member.search(question, depth) for member in self.members]
         totals: dict[str, float] = {}
         passages: dict[str, Passage] = {}
         for ranking, weight in zip(rankings, self.settings.weights, strict=True):
@@ -349,19 +349,15 @@ class HybridRetriever:
         return [(s.score - low) / (high - low) if high > low else 1.0 for s in ranking]
 
 
-def candidate_union(rankings: Sequence[Sequence[ScoredPassage]]) -> list[Passage]:
-    """Every passage any ranking holds, once, in order of first appearance."""
-    seen: dict[str, Passage] = {}
-    for ranking in rankings:
-        for scored in ranking:
-            seen.setdefault(scored.passage.passage_id, scored.passage)
-    return list(seen.values())
-
-
-def member_scores(
-    members: Sequence[ScoringRetriever], question: str, passages: Sequence[Passage]
-) -> np.ndarray:
-    """A (members, passages) array: each member's own score for each passage, for linear fusion."""
-    return np.array([member.scores(question, passages) for member in members], dtype=np.float64).reshape(
-        len(members), len(passages)
-    )
+def linear_candidates(
+    members: Sequence[ScoringRetriever], question: str, depth: int
+) -> tuple[list[Passage], np.ndarray]:
+    """Every passage any member ranks in its top `depth` (once, in order of first appearance), and
+    a (members, passages) array of each member's own score for each: what linear fusion weighs."""
+    candidates: dict[str, Passage] = {}
+    for member in members:
+        for scored in member.search(question, depth):
+            candidates.setdefault(scored.passage.passage_id, scored.passage)
+    passages = list(candidates.values())
+    scores = np.array([member.scores(question, passages) for member in members], dtype=np.float64)
+    return passages, scores.reshape(len(members), len(passages))
