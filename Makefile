@@ -71,14 +71,14 @@ NPROC ?= 1
 TRIALS ?= 10
 
 train-reader: $(QA_VENV)/.installed ## fine-tune the reader with DDP (NPROC processes; GPU: NCCL + bf16)
-	$(QA_VENV)/bin/torchrun --standalone --nproc_per_node $(NPROC) -m retrieval.train \
+	$(QA_VENV)/bin/torchrun --standalone --nproc_per_node $(NPROC) -m retrieval.training.train \
 		--train $(SQUAD)/train-v1.1.json.gz --dev $(SQUAD)/dev-v1.1.json.gz --out $(READER)
 
 calibrate-reader: $(QA_VENV)/.installed ## pick the reader's abstention threshold on SQuAD 2.0 dev
-	$(QA_PY) -m retrieval.train --calibrate $(SQUAD)/dev-v2.0.json.gz --out $(READER)
+	$(QA_PY) -m retrieval.training.train --calibrate $(SQUAD)/dev-v2.0.json.gz --out $(READER)
 
 tune: $(QA_VENV)/.installed ## Optuna search over DDP reader runs (SQLite study; rerun to add trials)
-	$(QA_PY) -m retrieval.tune --train $(SQUAD)/train-v1.1.json.gz --dev $(SQUAD)/dev-v1.1.json.gz \
+	$(QA_PY) -m retrieval.training.tune --train $(SQUAD)/train-v1.1.json.gz --dev $(SQUAD)/dev-v1.1.json.gz \
 		--trials $(TRIALS) --nprocs 2 --storage sqlite:///models/tune/study.db --out models/tune \
 		--max-train-examples 2000 --max-dev-examples 500 --threads 1
 
@@ -86,7 +86,7 @@ qa-serve: $(QA_VENV)/.installed ## start the QA HTTP service (builds var/index i
 	$(QA_PY) -m retrieval serve --index var/index --docs data/knowledge --reader $(READER)
 
 export-reader: $(QA_VENV)/.installed ## ONNX fp32/int8 + TorchScript export, parity check on the KB questions
-	$(QA_PY) -m retrieval.export --reader $(READER) --out $(READER)-export --check tests/data/knowledge_qa.json
+	$(QA_PY) -m retrieval.training.export --reader $(READER) --out $(READER)-export --check tests/data/knowledge_qa.json
 
 # --- tests -------------------------------------------------------------------------
 test: install lint validate test-actions test-retrieval test-service test-e2e test-stories test-browser test-nlu ## run every test
@@ -148,8 +148,8 @@ bench-abstention: $(QA_VENV)/.installed ## off-topic cut: relevance against read
 bench-turns: install $(RASA_MODEL) ## chat-turn latency through Rasa's REST channel at 1/4/16 users
 	$(QA_PY) bench/turn_latency.py
 
-bench-train: $(QA_VENV)/.installed ## training throughput: retrieval/train.py against HF Trainer
-	$(QA_PY) bench/train_throughput.py --train $(SQUAD)/train-v1.1.json.gz
+bench-train: $(QA_VENV)/.installed ## reader training on CPU: train.py against HF Trainer (windows/s, memory, dev F1)
+	$(QA_PY) bench/train_throughput.py --train $(SQUAD)/train-v1.1.json.gz --dev $(SQUAD)/dev-v1.1.json.gz
 
 bench-scale: $(QA_VENV)/.installed ## dense index at 20k/200k/1M passages: exact against HNSW/IVF
 	$(QA_PY) bench/retrieval_scale.py --corpus $(SQUAD_CORPUS) --questions $(SQUAD_DEV)

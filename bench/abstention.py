@@ -43,11 +43,11 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from bench.common import RESULTS_DIR, require_files, save_plot, write_report  # noqa: E402
-from retrieval.encoder import SentenceEncoder  # noqa: E402
-from retrieval.index_store import IndexStoreError, RetrievalIndex, build_index, load_index  # noqa: E402
-from retrieval.reader import Reader  # noqa: E402
-from retrieval.retrievers import DenseRetriever  # noqa: E402
-from retrieval.service import DEFAULT_MIN_RELEVANCE, DEFAULT_TOP_K  # noqa: E402
+from retrieval.index.encoder import SentenceEncoder  # noqa: E402
+from retrieval.index.retrievers import DenseRetriever  # noqa: E402
+from retrieval.index.store import IndexStoreError, RetrievalIndex, build_index, load_index  # noqa: E402
+from retrieval.reader.model import Reader  # noqa: E402
+from retrieval.service.settings import DEFAULT_MIN_RELEVANCE, DEFAULT_TOP_K  # noqa: E402
 from retrieval.squad import SquadFormatError, read_squad  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -292,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if abs(drift) > ALLOWED_DRIFT:
         print(
             f"WARNING: the measured cut differs from DEFAULT_MIN_RELEVANCE by more than {ALLOWED_DRIFT}; "
-            "revisit the default in retrieval/service.py"
+            "revisit the default in retrieval/service/settings.py"
         )
     seconds = time.perf_counter() - started
     print(f"wall time {seconds:.0f} s")

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from retrieval.documents import Passage
-from retrieval.encoder import SentenceEncoder
-from retrieval.ingest import normalise
+from retrieval.index.encoder import SentenceEncoder
+from retrieval.index.ingest import normalise
 from retrieval.squad import read_squad
 
 CACHE_DIR = Path("/tmp/retrieval-bench-cache")

@@ -55,12 +55,9 @@ from bench.common import (  # noqa: E402
     write_report,
 )
 from retrieval.documents import Passage  # noqa: E402
-from retrieval.encoder import SentenceEncoder  # noqa: E402
-from retrieval.ingest import load_passages  # noqa: E402
-from retrieval.metrics import ScoredQuestion, squad_scores  # noqa: E402
-from retrieval.qa_features import QAPair, Window, encode_pairs  # noqa: E402
-from retrieval.reader import Reader  # noqa: E402
-from retrieval.retrievers import (  # noqa: E402
+from retrieval.index.encoder import SentenceEncoder  # noqa: E402
+from retrieval.index.ingest import load_passages  # noqa: E402
+from retrieval.index.retrievers import (  # noqa: E402
     Bm25Retriever,
     DenseRetriever,
     DenseSettings,
@@ -70,6 +67,9 @@ from retrieval.retrievers import (  # noqa: E402
     TfidfSettings,
     indexed_text,
 )
+from retrieval.reader.features import QAPair, Window, encode_pairs  # noqa: E402
+from retrieval.reader.metrics import ScoredQuestion, squad_scores  # noqa: E402
+from retrieval.reader.model import Reader  # noqa: E402
 
 DEFAULT_DEPTHS = "1,3,5,10,20"
 BASELINE = "baseline: tfidf-unigram-default top-1"

@@ -5,7 +5,7 @@ QA service asks, so the numbers are the reader's alone (no retrieval). The basel
 straightforward way with transformers: the same weights in fp32 PyTorch, the tokenizer's overflow
 windows run one at a time, and the answer picked as Hugging Face's question-answering example
 does. The other rows are the project's Reader on its backends (PyTorch, ONNX Runtime fp32 and int8,
-exported by retrieval.export and cached under /tmp keyed by the reader's files). Every row scores
+exported by retrieval.training.export and cached under /tmp keyed by the reader's files). Every row scores
 its best span: SQuAD v1.1 questions all have answers, so abstention is switched off.
 
     /tmp/plan/quiet.sh .venv/bin/python bench/reader_speed.py \
@@ -41,11 +41,11 @@ from transformers import AutoModelForQuestionAnswering, AutoTokenizer  # noqa: E
 
 from bench.common import RESULTS_DIR, latency_summary, require_files, save_plot, write_report  # noqa: E402
 from retrieval.documents import Passage  # noqa: E402
-from retrieval.export import export_reader  # noqa: E402
-from retrieval.metrics import ScoredQuestion, squad_scores  # noqa: E402
-from retrieval.qa_features import FeatureConfig  # noqa: E402
-from retrieval.reader import EXPORTED_FILES, Reader, ReaderConfig  # noqa: E402
+from retrieval.reader.features import FeatureConfig  # noqa: E402
+from retrieval.reader.metrics import ScoredQuestion, squad_scores  # noqa: E402
+from retrieval.reader.model import EXPORTED_FILES, Reader, ReaderConfig  # noqa: E402
 from retrieval.squad import SquadFormatError, read_squad  # noqa: E402
+from retrieval.training.export import export_reader  # noqa: E402
 
 BASELINE = "baseline: transformers fp32, window by window"
 ONNX_FP32 = "project Reader, onnx fp32"

@@ -34,10 +34,10 @@ import torch  # noqa: E402
 
 from bench.common import cached_embeddings, require_files, squad_questions, write_report  # noqa: E402
 from retrieval.documents import Passage  # noqa: E402
-from retrieval.encoder import SentenceEncoder  # noqa: E402
-from retrieval.fusion import fit_linear_weights  # noqa: E402
-from retrieval.ingest import load_passages  # noqa: E402
-from retrieval.retrievers import (  # noqa: E402
+from retrieval.index.encoder import SentenceEncoder  # noqa: E402
+from retrieval.index.fusion import fit_linear_weights  # noqa: E402
+from retrieval.index.ingest import load_passages  # noqa: E402
+from retrieval.index.retrievers import (  # noqa: E402
     LINEAR_WEIGHTS,
     Bm25Retriever,
     DenseRetriever,

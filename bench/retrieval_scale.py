@@ -44,9 +44,9 @@ from bench.common import (  # noqa: E402
     squad_questions,
     write_report,
 )
-from retrieval.encoder import SentenceEncoder  # noqa: E402
-from retrieval.ingest import load_passages  # noqa: E402
-from retrieval.retrievers import DenseSettings, apply_search_settings, indexed_text, new_index  # noqa: E402
+from retrieval.index.encoder import SentenceEncoder  # noqa: E402
+from retrieval.index.ingest import load_passages  # noqa: E402
+from retrieval.index.retrievers import DenseSettings, apply_search_settings, indexed_text, new_index  # noqa: E402
 
 BASELINE = "flat"
 INDEX_TYPES = ("flat", "hnsw", "ivf")

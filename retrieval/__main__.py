@@ -2,7 +2,7 @@
 
 python -m retrieval index --docs data/knowledge --out var/index
 python -m retrieval search --index var/index --retriever hybrid -k 5 "What is a rising sign?"
-python -m retrieval serve --port 8000   (QA HTTP service; QA_* environment variables, see retrieval.service)
+python -m retrieval serve --port 8000   (the QA HTTP service; QA_* variables: retrieval.service.settings)
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from retrieval.encoder import SentenceEncoder
-from retrieval.index_store import RETRIEVER_NAMES, IndexSettings, IndexStoreError, build_index, load_index
-from retrieval.ingest import DEFAULT_MAX_PASSAGE_CHARS, IngestError
-from retrieval.retrievers import DenseSettings
+from retrieval.index.encoder import SentenceEncoder
+from retrieval.index.ingest import DEFAULT_MAX_PASSAGE_CHARS, IngestError
+from retrieval.index.retrievers import DenseSettings
+from retrieval.index.store import RETRIEVER_NAMES, IndexSettings, IndexStoreError, build_index, load_index
 
 EXIT_BAD_INPUT = 2
 SNIPPET_CHARS = 300
@@ -63,7 +63,8 @@ def _search(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     # Imported here: the service pulls in torch, transformers and FastAPI, which `index` and `search` skip.
-    from retrieval.service import ServiceConfig, serve
+    from retrieval.service.app import serve
+    from retrieval.service.settings import ServiceConfig
 
     config = ServiceConfig.from_env().with_overrides(
         index_dir=args.index,

@@ -1,9 +1,20 @@
-"""One hash of a model folder, so an export made from other weights or settings is seen as stale."""
+"""Hashes that name what was built from what: exports, feature caches, checkpoint manifests."""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+
+CHUNK_BYTES = 1 << 20
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of one file's bytes, read in chunks (checkpoints are hundreds of megabytes)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def folder_digest(folder: Path) -> str:

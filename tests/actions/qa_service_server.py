@@ -1,4 +1,4 @@
-"""A real QA service on 127.0.0.1 for tests: the contract of retrieval/service.py, tiny knowledge.
+"""A real QA service on 127.0.0.1 for tests: the contract of retrieval/service/schemas.py, tiny knowledge.
 
     POST /answer  {"question": str, "top_k": int?}  200 answer JSON; 422 for an invalid body
     GET  /readyz                                     200

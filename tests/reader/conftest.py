@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
 
-from retrieval.train import default_init_dir
+from retrieval.training.train import default_init_dir
 
 PARAGRAPHS = [
     (

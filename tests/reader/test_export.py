@@ -11,10 +11,17 @@ import numpy as np
 import pytest
 
 from retrieval.documents import Passage
-from retrieval.export import ABSOLUTE_TOLERANCE, METADATA_FILE, ensure_export, export_reader, main, parse_args
-from retrieval.qa_features import QAPair, encode_pairs
-from retrieval.reader import EXPORTED_FILES, Reader, ReaderConfig
+from retrieval.reader.features import QAPair, encode_pairs
+from retrieval.reader.model import EXPORTED_FILES, Reader, ReaderConfig
 from retrieval.squad import read_squad
+from retrieval.training.export import (
+    ABSOLUTE_TOLERANCE,
+    METADATA_FILE,
+    ensure_export,
+    export_reader,
+    main,
+    parse_args,
+)
 
 KNOWLEDGE_QA = Path(__file__).parents[1] / "data" / "knowledge_qa.json"
 
@@ -106,7 +113,7 @@ def test_check_on_the_project_questions_writes_the_measured_differences(tmp_path
 def test_bad_input_gets_a_clear_error(export_dir, tmp_path, capsys):
     with pytest.raises(ValueError, match="unknown reader backend 'tensorrt'"):
         Reader.load(export_dir, backend="tensorrt")
-    with pytest.raises(FileNotFoundError, match=r"has no model\.onnx: run python -m retrieval\.export"):
+    with pytest.raises(FileNotFoundError, match=r"has no model\.onnx: run python -m retrieval\.training\."):
         Reader.load(tmp_path, backend="onnx")
     with pytest.raises(FileNotFoundError, match="not a reader model directory"):
         Reader.load(export_dir)  # an export directory holds no PyTorch weights

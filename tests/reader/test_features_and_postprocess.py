@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retrieval.postprocess import rank_spans
-from retrieval.qa_features import NO_ANSWER_INDEX, FeatureConfig, QAPair, clip_question, collate, encode_pairs
+from retrieval.reader.features import (
+    NO_ANSWER_INDEX,
+    FeatureConfig,
+    QAPair,
+    clip_question,
+    collate,
+    encode_pairs,
+)
+from retrieval.reader.postprocess import rank_spans
 
 SMALL_WINDOWS = FeatureConfig(max_length=40, stride=8, max_query_tokens=8)
 FILLER = " ".join(f"word{n}" for n in range(40))

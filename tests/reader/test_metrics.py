@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from retrieval.metrics import (
+from retrieval.reader.metrics import (
     ScoredQuestion,
     best_abstention_threshold,
     exact_match,

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
-
 import pytest
 import torch
 from transformers import BertForQuestionAnswering
 
 from retrieval.documents import Passage
-from retrieval.reader import Reader, ReaderConfig
-from retrieval.train import Distributed, default_init_dir, save_best
+from retrieval.reader.model import Reader, ReaderConfig
+from retrieval.training.checkpoints import save_best
+from retrieval.training.train import default_init_dir
 
 PASSAGES = [
     Passage("p1", "Lighthouses", "The Brightwater lighthouse was built in 1871 by the engineer Mara Okafor."),
@@ -28,9 +27,8 @@ def shipped_minilm(tmp_path_factory, tokenizer):
         model,
         tokenizer,
         ReaderConfig(),
-        argparse.Namespace(save_dtype="fp16"),
-        {"f1": 0.0},
-        Distributed(0, 0, 1, torch.device("cpu")),
+        "fp16",
+        {"metrics.json": {"f1": 0.0}},
     )
     return out, model
 

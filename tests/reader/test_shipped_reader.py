@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from retrieval.documents import Passage
-from retrieval.metrics import ScoredQuestion, squad_scores
-from retrieval.reader import Reader
+from retrieval.reader.metrics import ScoredQuestion, squad_scores
+from retrieval.reader.model import Reader
 from retrieval.squad import read_squad
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

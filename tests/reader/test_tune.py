@@ -9,7 +9,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from retrieval.tune import main, parse_args, run_study
+from retrieval.training.tune import main, parse_args, run_study
 
 EPOCHS = 2
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.encoder import SentenceEncoder
+from retrieval.index.encoder import SentenceEncoder
 
 TINY_DOCS = {
     "volcanoes.md": """# Volcanoes

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval.encoder import EMBEDDING_DIM, SentenceEncoder, packaged_model_dir
+from retrieval.index.encoder import EMBEDDING_DIM, SentenceEncoder, packaged_model_dir
 
 
 def test_encoder_gives_unit_vectors_equal_to_sentence_transformers(encoder: SentenceEncoder) -> None:

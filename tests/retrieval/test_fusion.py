@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.fusion import fit_linear_weights
-from retrieval.ingest import load_passages
-from retrieval.retrievers import Bm25Retriever, HybridRetriever, HybridSettings
+from retrieval.index.fusion import fit_linear_weights
+from retrieval.index.ingest import load_passages
+from retrieval.index.retrievers import Bm25Retriever, HybridRetriever, HybridSettings
 from tests.retrieval.conftest import TINY_QUESTIONS
 
 QUESTIONS = list(TINY_QUESTIONS.items())

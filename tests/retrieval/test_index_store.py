@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.encoder import SentenceEncoder
-from retrieval.index_store import RETRIEVER_NAMES, IndexSettings, IndexStoreError, build_index, load_index
-from retrieval.ingest import IngestError, load_passages
-from retrieval.retrievers import Bm25Retriever, DenseRetriever, HybridRetriever, TfidfRetriever
+from retrieval.index.encoder import SentenceEncoder
+from retrieval.index.ingest import IngestError, load_passages
+from retrieval.index.retrievers import Bm25Retriever, DenseRetriever, HybridRetriever, TfidfRetriever
+from retrieval.index.store import RETRIEVER_NAMES, IndexSettings, IndexStoreError, build_index, load_index
 from tests.retrieval.conftest import TINY_QUESTIONS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.ingest import IngestError, load_passages, read_markdown, split_long
+from retrieval.index.ingest import IngestError, load_passages, read_markdown, split_long
 
 SQUAD = {
     "version": "1.1",

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.encoder import SentenceEncoder
-from retrieval.index_store import RetrievalIndex, build_index, load_index
-from retrieval.ingest import normalise
+from retrieval.index.encoder import SentenceEncoder
+from retrieval.index.ingest import normalise
+from retrieval.index.store import RetrievalIndex, build_index, load_index
 from retrieval.squad import read_squad
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval.encoder import SentenceEncoder
-from retrieval.ingest import load_passages
-from retrieval.retrievers import (
+from retrieval.index.encoder import SentenceEncoder
+from retrieval.index.ingest import load_passages
+from retrieval.index.retrievers import (
     Bm25Retriever,
     DenseRetriever,
     DenseSettings,

@@ -11,8 +11,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from service_process import HIGH_ABSTAIN_THRESHOLD, KNOWLEDGE_DIR, REPO_ROOT, HttpResult, ServiceProcess
 
-from retrieval.ingest import normalise
-from retrieval.service import DEFAULT_MIN_RELEVANCE, MAX_QUESTION_CHARS, MAX_TOP_K, ServiceConfig
+from retrieval.index.ingest import normalise
+from retrieval.service.settings import DEFAULT_MIN_RELEVANCE, MAX_QUESTION_CHARS, MAX_TOP_K, ServiceConfig
 from retrieval.squad import read_squad
 
 KNOWLEDGE_QA = REPO_ROOT / "tests" / "data" / "knowledge_qa.json"

@@ -1,14 +1,14 @@
 """Hyperparameter search for the reader: Optuna trials, each one a full DDP training run.
 
-    python -m retrieval.tune --train ../shared/data/squad/train-v1.1.json.gz \
+    python -m retrieval.training.tune --train ../shared/data/squad/train-v1.1.json.gz \
         --dev ../shared/data/squad/dev-v1.1.json.gz --trials 20 --nprocs 2 \
         --storage sqlite:///models/tune/study.db --out models/tune --max-train-examples 2000 --threads 1
 
-Each trial trains through `retrieval.train.spawn_training`; rank 0 sends the dev F1 of every
+Each trial trains through `retrieval.training.spawn.spawn_training`; rank 0 sends the dev F1 of every
 epoch to this (parent) process while the run goes on, and the parent reports it to Optuna,
 which may prune the trial: the ranks are then terminated. Optuna lives only in the parent.
 The study is stored in SQLite, so running the same command again adds trials to it.
-Options this script does not know are passed to every training run (see `retrieval.train --help`).
+Options this script does not know are passed to every training run (see `retrieval.training.train --help`).
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ from typing import Any
 import optuna
 from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
 
-from retrieval.train import CHECKPOINT_DIR, spawn_training
-from retrieval.train import parse_args as parse_training_args
+from retrieval.training.spawn import spawn_training
+from retrieval.training.train import CHECKPOINT_DIR
+from retrieval.training.train import parse_args as parse_training_args
 
-log = logging.getLogger("retrieval.tune")
+log = logging.getLogger("retrieval.training.tune")
 
 # Training options that would break a trial's meaning: resuming mixes runs, mid-epoch evaluations or a
 # step limit report something other than one dev F1 per epoch, calibration is done on the final model.
@@ -38,7 +39,7 @@ SUMMARY_PARAMS = ("lr", "epochs", "batch_size", "warmup_ratio", "weight_decay")
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m retrieval.tune",
+        prog="python -m retrieval.training.tune",
         description=__doc__.split("\n\n")[0],
         epilog="Any other option (e.g. --max-train-examples, --max-dev-examples, --init, --max-length, "
         "--threads, --seed) goes to every training run.",
@@ -103,7 +104,7 @@ def suggest(trial: optuna.Trial, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def training_argv(args: argparse.Namespace, params: dict[str, Any], out: Path) -> list[str]:
-    """The `retrieval.train` command line of one trial."""
+    """The `retrieval.training.train` command line of one trial."""
     searched = [(f"--{name.replace('_', '-')}", str(value)) for name, value in params.items()]
     fixed = [("--train", str(args.train)), ("--dev", str(args.dev)), ("--out", str(out))]
     return [item for pair in fixed + searched for item in pair] + list(args.training_options)

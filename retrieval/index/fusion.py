@@ -15,7 +15,7 @@ import numpy as np
 import scipy.optimize
 from tqdm.auto import tqdm
 
-from retrieval.retrievers import ScoringRetriever, linear_candidates
+from retrieval.index.retrievers import ScoringRetriever, linear_candidates
 
 
 def candidate_features(

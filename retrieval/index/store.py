@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from retrieval.documents import Passage, ScoredPassage
-from retrieval.encoder import MODEL_NAME, SentenceEncoder
-from retrieval.ingest import DEFAULT_MAX_PASSAGE_CHARS, input_files, load_passages
-from retrieval.retrievers import (
+from retrieval.index.encoder import MODEL_NAME, SentenceEncoder
+from retrieval.index.ingest import DEFAULT_MAX_PASSAGE_CHARS, input_files, load_passages
+from retrieval.index.retrievers import (
     Bm25Retriever,
     Bm25Settings,
     DenseRetriever,

@@ -1,6 +1,6 @@
 """Export the reader to ONNX (fp32 and int8) and TorchScript, and check that they answer like PyTorch.
 
-    python -m retrieval.export --reader models/reader --out models/reader-export \
+    python -m retrieval.training.export --reader models/reader --out models/reader-export \
         --check tests/data/knowledge_qa.json
 
 The export directory holds the exported models with the tokenizer and reader_config.json, so
@@ -32,12 +32,12 @@ from transformers import BertForQuestionAnswering
 
 from retrieval.digest import folder_digest
 from retrieval.documents import Passage
-from retrieval.index_store import replace_dir
-from retrieval.qa_features import QAPair, Window, collate, encode_pairs
-from retrieval.reader import EXPORTED_FILES, INPUT_NAMES, OUTPUT_NAMES, Answer, Reader
+from retrieval.index.store import replace_dir
+from retrieval.reader.features import QAPair, Window, collate, encode_pairs
+from retrieval.reader.model import EXPORTED_FILES, INPUT_NAMES, OUTPUT_NAMES, Answer, Reader
 from retrieval.squad import read_squad
 
-log = logging.getLogger("retrieval.export")
+log = logging.getLogger("retrieval.training.export")
 
 METADATA_FILE = "export.json"
 OPSET = 17  # the newest opset the TorchScript-based exporter of torch 2.13 fully covers for BERT
@@ -229,7 +229,9 @@ def write_metadata(
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m retrieval.export", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m retrieval.training.export", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--reader", type=Path, required=True, help="a trained reader model directory")
     parser.add_argument("--out", type=Path, required=True, help="export directory")
     parser.add_argument("--check", type=Path, help="SQuAD-format questions to compare the backends on")

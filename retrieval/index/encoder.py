@@ -32,7 +32,7 @@ MAX_TOKENS = 256  # the model's training length (sentence_bert_config.json)
 PROGRESS_THRESHOLD = 1000  # show a progress bar from this many texts on
 QUERY_CACHE_SIZE = 256  # recent questions whose embedding is kept (the service embeds each one twice)
 QUERY_BACKENDS = ("torch", "onnx")
-DEFAULT_EXPORT_DIR = Path(__file__).resolve().parents[1] / "var" / "encoder-export"
+DEFAULT_EXPORT_DIR = Path(__file__).resolve().parents[2] / "var" / "encoder-export"
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 ONNX_OPSET = 17
 

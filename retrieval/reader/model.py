@@ -16,11 +16,11 @@ import torch
 from transformers import AutoTokenizer, BertForQuestionAnswering, PreTrainedModel, PreTrainedTokenizerBase
 
 from retrieval.documents import Passage
-from retrieval.postprocess import QuestionPrediction, rank_spans
-from retrieval.qa_features import FeatureConfig, QAPair, Window, collate, encode_pairs
+from retrieval.reader.features import FeatureConfig, QAPair, Window, collate, encode_pairs
+from retrieval.reader.postprocess import QuestionPrediction, rank_spans
 
 CONFIG_FILE = "reader_config.json"
-# Files written by retrieval.export into an export directory, per Reader backend ("torch" reads the
+# Files written by retrieval.training.export into an export directory, per Reader backend ("torch" reads the
 # Hugging Face weights). All of them take and give plain tensors in these orders.
 EXPORTED_FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
 BACKENDS = ("torch", *EXPORTED_FILES)
@@ -38,7 +38,7 @@ class ReaderConfig:
     batch_size: int = 32
     abstain_threshold: float = 0.0  # answers below this confidence become "no answer"; set by calibration
     # Logits added to the spans of each passage per unit of its relevance (question-passage cosine)
-    # below the most relevant passage's, when the caller gives relevances (see retrieval.postprocess).
+    # below the most relevant passage's, when the caller gives relevances (see retrieval.reader.postprocess).
     relevance_weight: float = 30.0
 
     def save(self, model_dir: str | Path) -> None:
@@ -99,7 +99,7 @@ class OnnxSpanModel:
 
 
 class TorchScriptSpanModel:
-    """A reader traced by retrieval.export: runs without the transformers model code."""
+    """A reader traced by retrieval.training.export: runs without the transformers model code."""
 
     def __init__(self, path: Path) -> None:
         self.module = torch.jit.load(str(path), map_location="cpu").eval()
@@ -135,7 +135,8 @@ class Reader:
     ) -> Reader:
         """Load a saved reader; weights stored in fp16 (to ship small) are computed in fp32 on CPU.
 
-        `backend` "torch" reads a model directory; the others read what retrieval.export wrote (CPU only).
+        `backend` "torch" reads a model directory; the others read what retrieval.training.export
+        wrote (CPU only).
         """
         model_dir = Path(model_dir)
         if backend not in BACKENDS:
@@ -149,7 +150,9 @@ class Reader:
         else:
             path = model_dir / EXPORTED_FILES[backend]
             if not path.exists():
-                raise FileNotFoundError(f"{model_dir} has no {path.name}: run python -m retrieval.export")
+                raise FileNotFoundError(
+                    f"{model_dir} has no {path.name}: run python -m retrieval.training.export"
+                )
             if device != "cpu":
                 raise ValueError(f"the {backend} backend runs on CPU only, not {device}")
             model = OnnxSpanModel(path, threads) if backend.startswith("onnx") else TorchScriptSpanModel(path)

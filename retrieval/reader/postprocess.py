@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from retrieval.qa_features import NO_ANSWER_INDEX, Window
+from retrieval.reader.features import NO_ANSWER_INDEX, Window
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import scipy.sparse
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 
 from retrieval.documents import Passage, ScoredPassage
-from retrieval.encoder import EMBEDDING_DIM, SentenceEncoder
+from retrieval.index.encoder import EMBEDDING_DIM, SentenceEncoder
 
 
 class Retriever(Protocol):
@@ -285,7 +285,7 @@ def _is_gpu(index: faiss.Index) -> bool:
     return type(index).__name__.startswith("Gpu")
 
 
-# Fitted by `make bench-retrieval` (retrieval.fusion.fit_linear_weights on 4,000 SQuAD train
+# Fitted by `make bench-retrieval` (retrieval.index.fusion.fit_linear_weights on 4,000 SQuAD train
 # questions over the 19,914-paragraph corpus); bench/results/retrieval.json keeps the fit.
 # BM25's scale follows the corpus (its idf), yet these weights also serve the 102-passage
 # knowledge base well (recall@1 0.846 against 0.783 for RRF); refit them for a very different corpus.

@@ -1,0 +1,216 @@
+"""The models behind the QA service: loading them, tracking their load state, and answering with them.
+
+Loading runs in a background thread so the HTTP app can answer /healthz and /readyz at once. A
+lock per model keeps the Rust tokenizers, which fail when one instance is used by two threads
+at once, to one caller each. The metrics live here because the answering path records them; the
+app only counts requests and exposes the registry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from retrieval.index.encoder import SentenceEncoder
+from retrieval.index.store import RetrievalIndex, build_index, load_index
+from retrieval.reader.model import Answer, Reader
+from retrieval.service.schemas import AnswerResponse, CandidateOut, Source, SourceRef, Timings
+from retrieval.service.settings import CANDIDATES, ServiceConfig
+from retrieval.training.export import ensure_export
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Component:
+    """Load state of one model: "loading", "loaded" or "failed" (with the error's message)."""
+
+    state: str = "loading"
+    error: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        shown = {"state": self.state, **self.info}
+        return shown if self.error is None else {**shown, "error": self.error}
+
+
+class NotReadyError(RuntimeError):
+    """An answer was asked for before both models are loaded; `retryable` unless a load failed."""
+
+    def __init__(self, message: str, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class Metrics:
+    """The service's Prometheus metrics, in a registry of its own so two apps in one process can coexist."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "qa_requests",
+            "HTTP requests by endpoint and status",
+            ["endpoint", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "qa_latency_seconds", "Answer latency by stage", ["stage"], registry=self.registry
+        )
+        self.abstentions = Counter(
+            "qa_abstentions", "Questions not answered, by reason", ["reason"], registry=self.registry
+        )
+
+
+class QAService:
+    """The loaded index and reader, their load state, and the answering code path."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.index: RetrievalIndex | None = None
+        self.reader: Reader | None = None
+        self.components = {"index": Component(), "reader": Component()}
+        self._retrieve_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+
+    @property
+    def ready(self) -> bool:
+        return all(component.state == "loaded" for component in self.components.values())
+
+    def start_loading(self) -> None:
+        """Load in a daemon thread: a model that hangs while loading never blocks shutdown."""
+        threading.Thread(target=self.load, name="qa-model-loader", daemon=True).start()
+
+    def load(self) -> None:
+        """Load the index (building it first if `docs` changed) and then the reader; each may fail alone."""
+        self._load_component("index", self._load_index)
+        self._load_component("reader", self._load_reader)
+
+    def _load_component(self, name: str, loader: Callable[[], dict[str, Any]]) -> None:
+        component = self.components[name]
+        started = time.perf_counter()
+        try:
+            info = loader()
+        except Exception as error:  # any load failure is reported by /readyz, not raised
+            log.exception("loading the %s failed", name)
+            component.error = f"{type(error).__name__}: {error}"
+            component.state = "failed"
+            return
+        component.info = {**info, "load_seconds": round(time.perf_counter() - started, 2)}
+        component.state = "loaded"
+        log.info("%s loaded in %.1f s", name, time.perf_counter() - started)
+
+    def _load_index(self) -> dict[str, Any]:
+        encoder = SentenceEncoder(threads=self.config.threads, query_backend=self.config.encoder_backend)
+        if self.config.docs:
+            build = build_index(self.config.docs, self.config.index_dir, encoder=encoder)
+            log.info("index %s: %s", self.config.index_dir, "built" if build.built else "up to date")
+        self.index = load_index(self.config.index_dir, warm=True, encoder=encoder)
+        return {
+            "directory": str(self.config.index_dir),
+            "passages": len(self.index.passages),
+            "encoder_backend": self.config.encoder_backend,
+        }
+
+    def _load_reader(self) -> dict[str, Any]:
+        source = self.config.reader_dir
+        if self.config.reader_backend != "torch":
+            exported = ensure_export(source, self.config.export_dir, self.config.threads)
+            log.info("reader export %s: %s", self.config.export_dir, "written" if exported else "up to date")
+            source = self.config.export_dir
+        reader = Reader.load(source, threads=self.config.threads, backend=self.config.reader_backend)
+        if self.config.abstain_threshold is not None:
+            reader = Reader(
+                reader.model,
+                reader.tokenizer,
+                dataclasses.replace(reader.config, abstain_threshold=self.config.abstain_threshold),
+            )
+        self.reader = reader
+        return {
+            "directory": str(self.config.reader_dir),
+            "backend": self.config.reader_backend,
+            "abstain_threshold": reader.config.abstain_threshold,
+        }
+
+    def readiness(self) -> dict[str, Any]:
+        return {"ready": self.ready, **{name: c.as_dict() for name, c in self.components.items()}}
+
+    def not_ready_reason(self) -> str:
+        return "; ".join(
+            f"{name} {c.state}" + (f" ({c.error})" if c.error else "")
+            for name, c in self.components.items()
+            if c.state != "loaded"
+        )
+
+    def answer(self, question: str, top_k: int) -> AnswerResponse:
+        """Retrieve `top_k` passages and read them; the models are used by one thread at a time each."""
+        if not self.ready or self.index is None or self.reader is None:
+            failed = any(c.state == "failed" for c in self.components.values())
+            raise NotReadyError(f"the service is not ready: {self.not_ready_reason()}", retryable=not failed)
+        # Stage timings are the models' work; total also counts waiting for a model another request holds.
+        started = time.perf_counter()
+        with self._retrieve_lock:
+            retrieve_started = time.perf_counter()
+            passages = [scored.passage for scored in self.index.search(question, top_k)]
+            dense = self.index.retriever("dense")
+            relevance = dense.search(question, 1)[0].score
+            similarities = dense.scores(question, passages)
+            retrieve = time.perf_counter() - retrieve_started
+        answer, read = None, 0.0
+        if relevance >= self.config.min_relevance:
+            with self._read_lock:
+                read_started = time.perf_counter()
+                answer = self.reader.answer(question, passages, top_n=CANDIDATES, relevances=similarities)
+                read = time.perf_counter() - read_started
+        total = time.perf_counter() - started
+        for stage, seconds in (("retrieve", retrieve), ("read", read), ("total", total)):
+            self.metrics.latency.labels(stage).observe(seconds)
+        response = _response(
+            answer, relevance, Timings(retrieve=retrieve * 1e3, read=read * 1e3, total=total * 1e3)
+        )
+        if response.abstain_reason is not None:
+            self.metrics.abstentions.labels(response.abstain_reason).inc()
+        return response
+
+
+def _response(answer: Answer | None, relevance: float, timings: Timings) -> AnswerResponse:
+    """The response body; `answer` None means the question was off-topic and not read."""
+    if answer is None:
+        return AnswerResponse(
+            answer=None,
+            confidence=0.0,
+            relevance=relevance,
+            abstained=True,
+            abstain_reason="off_topic",
+            source=None,
+            candidates=[],
+            timings_ms=timings,
+        )
+    passage = answer.passage
+    source = None
+    if passage is not None:
+        source = Source(title=passage.title, passage_id=passage.passage_id, text=passage.text)
+    return AnswerResponse(
+        answer=None if answer.abstained else answer.text,
+        confidence=answer.confidence,
+        relevance=relevance,
+        abstained=answer.abstained,
+        abstain_reason="low_confidence" if answer.abstained else None,
+        source=source,
+        candidates=[
+            CandidateOut(
+                text=c.text,
+                confidence=c.confidence,
+                source=SourceRef(title=c.passage.title, passage_id=c.passage.passage_id),
+            )
+            for c in answer.candidates
+        ],
+        timings_ms=timings,
+    )
