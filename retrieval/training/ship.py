@@ -1,0 +1,83 @@
+"""Replace the shipped reader with a newly trained one only when it answers the whole dev set better.
+
+    python -m retrieval.training.ship --candidate var/reader-full --shipped models/reader \
+        --dev ../shared/data/squad/dev-v1.1.json.gz
+
+Both are scored by the same function on every dev question (not a sample), so a training stage
+that made the reader worse can never reach users. The comparison is written to the shipped
+folder as `dev_eval.json`; the old `calibration.json` is dropped with the old weights (run
+`make calibrate-reader` again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from retrieval.reader.model import Reader
+from retrieval.training.data import load_examples
+from retrieval.training.evaluation import evaluate
+
+log = logging.getLogger(__name__)
+
+# What a trained reader folder holds besides its model card (README.md stays the shipped one's).
+MODEL_FILES = (
+    "model.safetensors",
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "reader_config.json",
+    "training_args.json",
+    "metrics.json",
+    "trainer_state.json",
+)
+STALE_WITH_NEW_WEIGHTS = ("calibration.json",)
+REPORT_FILE = "dev_eval.json"
+
+
+def ship(candidate: Path, shipped: Path, dev_file: Path, threads: int | None = None) -> dict[str, Any]:
+    """Score both readers on every question of `dev_file`; copy the candidate over if its F1 is higher."""
+    missing = [name for name in MODEL_FILES[:5] if not (candidate / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{candidate} is not a trained reader: {', '.join(missing)} missing")
+    examples = load_examples(dev_file, 0, 0)
+    scores = {
+        name: evaluate(Reader.load(folder, threads=threads), examples)
+        for name, folder in (("candidate", candidate), ("shipped", shipped))
+    }
+    replaced = scores["candidate"]["f1"] > scores["shipped"]["f1"]
+    report = {"dev": str(dev_file), "questions": len(examples), **scores, "replaced": replaced}
+    log.info("dev F1: candidate %.2f, shipped %.2f", scores["candidate"]["f1"], scores["shipped"]["f1"])
+    if replaced:
+        for name in MODEL_FILES:
+            if (candidate / name).is_file():
+                shutil.copy2(candidate / name, shipped / name)
+        for name in STALE_WITH_NEW_WEIGHTS:
+            (shipped / name).unlink(missing_ok=True)
+        (shipped / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m retrieval.training.ship", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--candidate", type=Path, required=True, help="the training run's --out folder")
+    parser.add_argument("--shipped", type=Path, default=Path("models/reader"))
+    parser.add_argument("--dev", type=Path, required=True, help="SQuAD v1.1 dev file")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    report = ship(args.candidate, args.shipped, args.dev, args.threads)
+    print(json.dumps(report, indent=2))
+    print("replaced" if report["replaced"] else f"kept {args.shipped}: the candidate is not better")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
