@@ -23,7 +23,7 @@ RASA_MODEL := models/horoscope.tar.gz
 RASA_SOURCES := domain.yml config.yml $(shell find data -name '*.yml' -not -path 'data/knowledge/*' 2>/dev/null)
 
 .PHONY: help install run serve test lint validate test-actions test-retrieval test-e2e test-stories test-browser test-nlu \
-	nlu-eval train train-reader calibrate-reader tune export-reader qa-serve test-service lock clean \
+	nlu-eval train train-reader ship-reader calibrate-reader tune export-reader qa-serve test-service lock clean \
 	bench bench-retrieval bench-qa bench-reader bench-abstention bench-turns bench-train bench-scale
 
 help: ## list the targets
@@ -70,9 +70,17 @@ READER ?= models/reader
 NPROC ?= 1
 TRIALS ?= 10
 
-train-reader: $(QA_VENV)/.installed ## fine-tune the reader with DDP (NPROC processes; GPU: NCCL + bf16)
+# A run outlives no session: it checkpoints into READER_RUN and `make train-reader` resumes it.
+READER_RUN ?= var/reader-train
+
+train-reader: $(QA_VENV)/.installed ## fine-tune the reader from models/reader (resumes READER_RUN; DDP, NPROC)
 	$(QA_VENV)/bin/torchrun --standalone --nproc_per_node $(NPROC) -m retrieval.training.train \
-		--train $(SQUAD)/train-v1.1.json.gz --dev $(SQUAD)/dev-v1.1.json.gz --out $(READER)
+		--train $(SQUAD)/train-v1.1.json.gz --dev $(SQUAD)/dev-v1.1.json.gz \
+		--init $(READER) --out $(READER_RUN) --resume auto
+
+ship-reader: $(QA_VENV)/.installed ## copy READER_RUN's best model to models/reader if its dev-half F1 is higher
+	$(QA_PY) -m retrieval.training.ship --candidate $(READER_RUN) --shipped $(READER) \
+		--dev $(SQUAD)/dev-v1.1.json.gz
 
 calibrate-reader: $(QA_VENV)/.installed ## pick the reader's abstention threshold on SQuAD 2.0 dev
 	$(QA_PY) -m retrieval.training.train --calibrate $(SQUAD)/dev-v2.0.json.gz --out $(READER)
