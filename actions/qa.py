@@ -1,10 +1,13 @@
 """Client of the QA service that answers open questions from the document library.
 
 POST {base_url}/answer with {"question": str} answers
-{"answer": str|null, "confidence": 0..1, "abstained": bool,
- "source": {"title", "passage_id", "text"}|null, ...}; 422 for a question it
-refuses, 503 while it is not ready. The action only sees `QaAnswer` or one of
-the two exceptions below, never a transport detail.
+{"answer": str|null, "confidence": 0..1, "abstained": bool, "abstain_reason",
+ "source": {"title", "passage_id", "text"}|null, "relevance", "candidates", ...};
+errors are {"error", "request_id"}: 422 for a question it refuses, 503 while it
+is not ready. The contract is retrieval/service/schemas.py (exported for the
+tests to tests/contracts/qa_service.json); this client reads only answer,
+confidence, abstained and source.title. The action only sees `QaAnswer` or one
+of the two exceptions below, never a transport detail.
 """
 
 from __future__ import annotations
