@@ -24,6 +24,7 @@ from retrieval.digest import file_digest
 from retrieval.reader.model import ReaderConfig
 
 MANIFEST = "manifest.json"
+ARGS_FILE = "training_args.json"
 TRAINER_FILE = "trainer.pt"
 STATE_FILE = "trainer_state.json"
 
@@ -123,6 +124,43 @@ def read_trainer_file(folder: Path) -> dict[str, Any]:
     """The optimiser, scheduler and RNG states of a verified checkpoint."""
     verify_checkpoint(folder)
     return torch.load(folder / TRAINER_FILE, weights_only=False)
+
+
+# Settings that decide the data order and the schedule: a run continues another only if they match.
+SAME_RUN_SETTINGS = (
+    "train",
+    "seed",
+    "epochs",
+    "lr",
+    "warmup_ratio",
+    "batch_size",
+    "grad_accum",
+    "max_length",
+    "stride",
+    "max_train_examples",
+    "group_by_length",
+    "world_size",
+)
+
+
+def continued_run(init: Path, settings: dict[str, Any]) -> TrainerState | None:
+    """Where the run that saved the model in `init` stopped, if it had these data order and schedule
+    settings (the training arguments); None otherwise.
+
+    A training stage outlives no session and var/ may not survive one, but a shipped model carries
+    its trainer_state.json: the next stage then continues on the batches not seen yet, at the
+    learning rate the schedule had reached (only the optimiser's moments start afresh)."""
+    if not (init / STATE_FILE).is_file() or not (init / ARGS_FILE).is_file():
+        return None
+    saved = json.loads((init / ARGS_FILE).read_text(encoding="utf-8"))
+    if any(
+        Path(str(saved.get(key))).name != Path(str(settings[key])).name
+        if key == "train"
+        else saved.get(key) != settings[key]
+        for key in SAME_RUN_SETTINGS
+    ):
+        return None
+    return TrainerState.load(init)
 
 
 def save_best(

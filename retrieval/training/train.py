@@ -27,6 +27,7 @@ import json
 import logging
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -40,8 +41,11 @@ from transformers import AutoTokenizer, BertForQuestionAnswering, get_linear_sch
 from retrieval.reader.features import FeatureConfig
 from retrieval.reader.model import Reader, ReaderConfig
 from retrieval.training.checkpoints import (
+    ARGS_FILE,
+    STATE_FILE,
     CheckpointError,
     TrainerState,
+    continued_run,
     read_trainer_file,
     rng_state,
     save_best,
@@ -81,7 +85,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--resume",
-        help="a checkpoint directory to continue from, or 'auto': OUT/checkpoint if there is one",
+        help="a checkpoint directory to continue from, or 'auto': OUT/checkpoint if there is one, else "
+        "the data position and schedule --init was saved at by the same run settings (see continued_run)",
     )
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--lr", type=float, default=1e-4)
@@ -236,6 +241,22 @@ def train(args: argparse.Namespace, report=None, stop_request: StopRequest | Non
     )
     scheduler = get_linear_schedule_with_warmup(optimizer, int(args.warmup_ratio * total_steps), total_steps)
     state = TrainerState()
+    continued = None
+    if args.resume == "auto" and not resume and args.init:
+        continued = continued_run(Path(args.init), {**vars(args), "world_size": env.world_size})
+    if continued is not None:
+        state = continued
+        with warnings.catch_warnings():  # stepping the schedule before any optimiser step, on purpose
+            warnings.simplefilter("ignore")
+            for _ in range(state.global_step):
+                scheduler.step()
+        log.info(
+            "continuing the run saved in %s at step %d (epoch %d, batch %d); optimiser moments start afresh",
+            args.init,
+            state.global_step,
+            state.epoch,
+            state.batches_done_in_epoch,
+        )
 
     if trainer_file is not None:
         if len(trainer_file["rng"]) != env.world_size:
@@ -289,9 +310,9 @@ def train(args: argparse.Namespace, report=None, stop_request: StopRequest | Non
                     reader_config,
                     args.save_dtype,
                     {
-                        "training_args.json": {**run_args, "world_size": env.world_size},
+                        ARGS_FILE: {**run_args, "world_size": env.world_size},
                         "metrics.json": {"best": metrics, "history": state.history},
-                        "trainer_state.json": {k: v for k, v in state.__dict__.items() if k != "history"},
+                        STATE_FILE: {k: v for k, v in state.__dict__.items() if k != "history"},
                     },
                 )
             if report is not None:

@@ -149,3 +149,21 @@ def test_a_partial_checkpoint_is_refused(checkpoint):
     (checkpoint / MANIFEST).unlink()
     with pytest.raises(CheckpointError, match="never finished"):
         verify_checkpoint(checkpoint)
+
+
+def test_a_new_stage_continues_the_run_its_shipped_model_came_from(squad_file, tiny_model_dir, tmp_path):
+    """Without its checkpoint (var/ lost between sessions), a run resumes from the shipped model's
+    trainer_state.json: the batches not seen yet, at the schedule's step, to the same end."""
+    first = tmp_path / "first" / "model"
+    train(parse_args(argv(squad_file, tiny_model_dir, first, "--max-steps", "6", "--eval-every", "6")))
+    shipped = json.loads((first / "trainer_state.json").read_text())
+    assert shipped["global_step"] in (4, 6)  # the best of the evaluations at steps 4 (epoch 1) and 6
+
+    second = tmp_path / "second" / "model"
+    summary = train(parse_args(argv(squad_file, first, second, "--resume", "auto")))
+    assert summary["global_step"] == 16
+    assert [m["step"] for m in summary["history"]] == [8, 12, 16]  # the ends of epochs 2-4 only
+
+    other_seed = tmp_path / "other" / "model"
+    fresh = train(parse_args(argv(squad_file, first, other_seed, "--resume", "auto", "--seed", "6")))
+    assert [m["step"] for m in fresh["history"]] == [4, 8, 12, 16]  # another data order: from the start
