@@ -53,7 +53,8 @@ from retrieval.reader.features import FeatureConfig  # noqa: E402
 from retrieval.reader.model import Reader, ReaderConfig  # noqa: E402
 from retrieval.training.data import load_examples, load_training_windows  # noqa: E402
 from retrieval.training.evaluation import evaluate  # noqa: E402
-from retrieval.training.train import DEFAULT_FEATURE_CACHE, default_init_dir  # noqa: E402
+from retrieval.training.options import DEFAULT_FEATURE_CACHE  # noqa: E402
+from retrieval.training.train import default_init_dir  # noqa: E402
 
 BASELINE, PROJECT_FP32, PROJECT = "hf-trainer", "project-fp32", "project"
 CONTENDERS = (BASELINE, PROJECT_FP32, PROJECT)  # the baseline runs first

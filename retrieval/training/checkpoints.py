@@ -139,8 +139,15 @@ SAME_RUN_SETTINGS = (
     "stride",
     "max_train_examples",
     "group_by_length",
+    "shared_norm",
+    "negatives_same_article",
+    "negatives_retrieved",
     "world_size",
 )
+
+
+# Options added after the first runs: a run saved without them trained as with these values.
+SETTINGS_BEFORE_THEY_EXISTED = {"shared_norm": False, "negatives_same_article": 0, "negatives_retrieved": 0}
 
 
 def continued_run(init: Path, settings: dict[str, Any]) -> TrainerState | None:
@@ -152,7 +159,7 @@ def continued_run(init: Path, settings: dict[str, Any]) -> TrainerState | None:
     learning rate the schedule had reached (only the optimiser's moments start afresh)."""
     if not (init / STATE_FILE).is_file() or not (init / ARGS_FILE).is_file():
         return None
-    saved = json.loads((init / ARGS_FILE).read_text(encoding="utf-8"))
+    saved = {**SETTINGS_BEFORE_THEY_EXISTED, **json.loads((init / ARGS_FILE).read_text(encoding="utf-8"))}
     if any(
         Path(str(saved.get(key))).name != Path(str(settings[key])).name
         if key == "train"

@@ -12,7 +12,8 @@ from typing import Any
 
 import torch.multiprocessing as mp
 
-from retrieval.training.train import parse_args, train
+from retrieval.training.options import parse_args
+from retrieval.training.train import train
 
 
 @dataclass

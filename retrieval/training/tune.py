@@ -25,9 +25,9 @@ from typing import Any
 import optuna
 from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
 
+from retrieval.training.options import parse_args as parse_training_args
 from retrieval.training.spawn import spawn_training
 from retrieval.training.train import CHECKPOINT_DIR
-from retrieval.training.train import parse_args as parse_training_args
 
 log = logging.getLogger("retrieval.training.tune")
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from retrieval.reader.model import ReaderConfig
+from retrieval.training.options import parse_args
 from retrieval.training.ship import REPORT_FILE, ship
-from retrieval.training.train import parse_args, train
+from retrieval.training.train import train
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,8 @@ from retrieval.training.data import (
     load_training_windows,
     training_pairs,
 )
-from retrieval.training.train import CHECKPOINT_DIR, main, parse_args, train
+from retrieval.training.options import parse_args
+from retrieval.training.train import CHECKPOINT_DIR, main, train
 
 FEATURES = FeatureConfig(max_length=96, stride=16)
 
@@ -37,9 +38,8 @@ def argv(squad_file: Path, init_dir: Path, out: Path, *extra: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def windows(squad_file, tokenizer) -> TrainingWindows:
-    return TrainingWindows.from_windows(
-        encode_pairs(tokenizer, training_pairs(load_examples(squad_file, 0, 0)), FEATURES)
-    )
+    pairs = training_pairs(load_examples(squad_file, 0, 0))
+    return TrainingWindows.from_windows(encode_pairs(tokenizer, pairs, FEATURES), range(len(pairs)))
 
 
 def test_flat_windows_batch_exactly_like_the_serving_collate(squad_file, tokenizer, windows):
@@ -47,7 +47,8 @@ def test_flat_windows_batch_exactly_like_the_serving_collate(squad_file, tokeniz
     indices = [4, 0, 7]
     expected = collate([encoded[i] for i in indices], tokenizer.pad_token_id, with_labels=True)
     actual = windows.batch(indices, tokenizer.pad_token_id)
-    assert actual.keys() == expected.keys()
+    assert actual.keys() == {*expected.keys(), "groups"}
+    assert actual["groups"].tolist() == [encoded[i].pair_index for i in indices]
     for name, tensor in expected.items():
         assert torch.equal(actual[name], tensor), name
 
