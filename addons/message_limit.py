@@ -1,0 +1,96 @@
+"""Input channels that answer an over-long message without reading it: bounded work per message.
+
+Rasa's NLU costs grow with the square of a message's length (a 100 KB message took
+112 s, a 1 MB one over 14 minutes) and the server answers nobody else meanwhile. A
+message longer than MAX_MESSAGE_CHARS (default 2,000 characters, ~0.5 s of NLU) is
+therefore never parsed: the channel hands Rasa a `UserMessage` whose `parse_data` is
+already filled in with the intent `message_too_long`, which Rasa's processor takes
+as it is instead of running the NLU pipeline (MessageProcessor._handle_message_with_tracker);
+the rules then say `utter_message_too_long` and let a running form ask again. The
+conversation stores only the first `EXCERPT_CHARS` characters with a marker saying
+how long the message was, not megabytes.
+
+Why the channel and not another hook: it is the only place that sees the text before
+both the NLU pipeline and the tracker store. An NLU component runs after the message
+is on its way into the tracker as it came in, and the pipeline's other components still
+run; a "/message_too_long" rewrite would store that command instead of the user's
+words. Both of Rasa's ways in are covered by one wrapper around `on_new_message`, for
+plain and streamed (`?stream=true`, what the shell uses) REST requests alike:
+
+- `LengthLimitedRestInput`, named `rest` like Rasa's REST channel (so the web widget's
+  URL stays /webhooks/rest/webhook), is configured in credentials.yml for `rasa run`;
+- `LengthLimitedShellInput`, named `cmdline` like Rasa's own shell channel, which makes
+  `rasa run --connector addons.message_limit.LengthLimitedShellInput` start the same
+  terminal chat as `rasa shell` (scripts/run-chat.sh). `rasa shell` itself cannot take
+  it: it always uses Rasa's built-in `cmdline` channel, so it has no limit.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from rasa.core.channels.channel import UserMessage
+from rasa.core.channels.console import CmdlineInput
+from rasa.core.channels.rest import RestInput
+from sanic import Blueprint
+
+MAX_MESSAGE_CHARS_VARIABLE = "MAX_MESSAGE_CHARS"
+DEFAULT_MAX_MESSAGE_CHARS = 2000
+# What the conversation keeps of an over-long message: enough to recognise it.
+EXCERPT_CHARS = 200
+TOO_LONG_INTENT = "message_too_long"
+
+MessageHandler = Callable[[UserMessage], Awaitable[Any]]
+
+
+def max_message_chars(environ: Mapping[str, str] | None = None) -> int:
+    """MAX_MESSAGE_CHARS from the environment; a bad value stops Rasa at start, not mid-chat."""
+    raw = (os.environ if environ is None else environ).get(MAX_MESSAGE_CHARS_VARIABLE, "").strip()
+    if not raw:
+        return DEFAULT_MAX_MESSAGE_CHARS
+    if not raw.isdecimal() or int(raw) < 1:
+        raise ValueError(f"{MAX_MESSAGE_CHARS_VARIABLE} must be a whole number above 0, got {raw!r}")
+    return int(raw)
+
+
+def stored_text(text: str) -> str:
+    """The start of an over-long message and a marker with its length: what the tracker keeps."""
+    marker = f"[message too long: {len(text):,} characters, only the first {EXCERPT_CHARS} kept]"
+    return f"{text[:EXCERPT_CHARS]} {marker}"
+
+
+def limit_length(message: UserMessage, max_chars: int) -> UserMessage:
+    """`message` as it is, or, when its text is over `max_chars`, cut and marked as not to be parsed."""
+    text = message.text
+    if not isinstance(text, str) or len(text) <= max_chars:
+        return message
+    message.text = stored_text(text)
+    intent = {"name": TOO_LONG_INTENT, "confidence": 1.0}
+    message.parse_data = {"text": message.text, "intent": intent, "intent_ranking": [intent], "entities": []}
+    return message
+
+
+class _LengthLimit:
+    """Mixin for a RestInput subclass: every message passes `limit_length` on its way to Rasa."""
+
+    def __init__(self, max_chars: int | None = None) -> None:
+        super().__init__()
+        self.max_chars = max_message_chars() if max_chars is None else max_chars
+
+    def blueprint(self, on_new_message: MessageHandler) -> Blueprint:
+        """The parent's routes, with a handler that limits each message first."""
+
+        async def limited(message: UserMessage) -> Any:
+            return await on_new_message(limit_length(message, self.max_chars))
+
+        return super().blueprint(limited)
+
+
+class LengthLimitedRestInput(_LengthLimit, RestInput):
+    """Rasa's REST channel (`rest`) with the length limit: the web widget and HTTP clients."""
+
+
+class LengthLimitedShellInput(_LengthLimit, CmdlineInput):
+    """Rasa's terminal chat (`cmdline`) with the length limit, for `rasa run --connector`."""
