@@ -6,8 +6,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 MAKEFLAGS += --no-builtin-rules
 
-# Everything runs offline and quietly.
-export RASA_TELEMETRY_ENABLED := false
+# Everything runs offline and quietly. Rasa's telemetry is off by the Rasa venv's own default
+# (requirements/rasa-defaults.pth), the same for typed rasa commands as for those run here.
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
@@ -33,9 +33,16 @@ help: ## list the targets
 # Each venv is rebuilt only when its pinned requirements change (stamp file).
 install: $(RASA_VENV)/.installed $(QA_VENV)/.installed ## build both virtual environments (idempotent)
 
-$(RASA_VENV)/.installed: requirements/rasa.txt
+# The Rasa venv also gets the project's defaults for rasa commands (requirements/rasa-defaults.pth:
+# telemetry off, training cache outside the project), and loses `rasa init`'s sample test stories:
+# plain `rasa test` collects every test_*.yml under the project root, this venv included.
+# .rasa/cache is where the training cache was before: plain `rasa test` cannot read it.
+$(RASA_VENV)/.installed: requirements/rasa.txt requirements/rasa-defaults.pth
 	@[ -x $(RASA_PY) ] || "$$(scripts/find-python310.sh)" -m venv $(RASA_VENV)
 	$(RASA_PY) -m pip install --quiet --disable-pip-version-check -r requirements/rasa.txt
+	site="$$($(RASA_PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" && \
+		cp requirements/rasa-defaults.pth "$$site/" && rm -rf "$$site/rasa/cli/initial_project/tests"
+	rm -rf .rasa/cache
 	@touch $@
 
 $(QA_VENV)/.installed: requirements/qa.txt
