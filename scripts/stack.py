@@ -3,8 +3,9 @@
 The QA service, the action server, Rasa (REST channel, CORS for the widget's origin)
 and the static web server listen on free loopback ports and keep their data in a
 throwaway SQLite database in `run_dir`. Their logs and pid files go to `run_dir/log`,
-next to serve.sh's own output (serve.log). Standard library only, so both
-virtual environments can import it (`from scripts.stack import running_stack`).
+next to serve.sh's own output (serve.log). `stack_environment` gives scripts/run-chat.sh
+the same setup. Standard library only, so both virtual environments can import it
+(`from scripts.stack import running_stack`).
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -25,8 +28,8 @@ SERVE_SCRIPT = REPO_ROOT / "scripts" / "serve.sh"
 # serve.sh gives each service this long; Rasa loads its model in 20-60 s on two busy cores.
 SERVICE_START_TIMEOUT_S = 240
 READY_LINE = "Chat ready:"
-# SIGTERM to the QA service until it is gone; then SIGKILL.
-QA_STOP_TIMEOUT_S = 30
+# The signal to a stopped service, until it is gone; then SIGKILL.
+SERVICE_STOP_TIMEOUT_S = 30
 SERVE_STOP_TIMEOUT_S = 60
 PORT_NAMES = ("RASA_PORT", "ACTIONS_PORT", "WEB_PORT", "QA_PORT")
 # running_stack chooses these itself; the Stack it returns would not describe overrides of them.
@@ -44,29 +47,67 @@ class Stack:
     web_url: str
     rasa_url: str
     qa_url: str
+    actions_url: str
     database_path: Path
     log_dir: Path
+    # serve.sh; its services run in its session (start_new_session).
+    process: subprocess.Popen[bytes] = field(repr=False)
 
     def chat_url(self, rasa_url: str | None = None) -> str:
         """The widget's page, talking to `rasa_url` (the real Rasa by default)."""
         return f"{self.web_url}/?{urlencode({'rasa': rasa_url or self.rasa_url})}"
 
-    def stop_qa_service(self) -> None:
-        """Stops only the QA service (serve.sh keeps the others running) and waits until it is gone."""
-        pid = int((self.log_dir / "qa.pid").read_text(encoding="utf-8"))
+    def service_pid(self, name: str) -> int | None:
+        """The pid of service `name` (actions, qa, rasa, web) from its pid file; None without one."""
         try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + QA_STOP_TIMEOUT_S
-        while _running(pid):
+            return int((self.log_dir / f"{name}.pid").read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def stop_service(self, name: str, signum: int = signal.SIGTERM) -> int:
+        """Sends `signum` to one service and waits until it is gone, for serve.sh to see; its pid."""
+        pid = self.service_pid(name)
+        if pid is None:
+            raise RuntimeError(f"service {name} has no pid file in {self.log_dir}")
+        stop_process(pid, signum)
+        return pid
+
+    def wait_until_restarted(self, name: str, old_pid: int, ready_url: str, timeout_s: float) -> int:
+        """Waits until service `name` runs as another pid than `old_pid` and `ready_url` answers."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            pid = self.service_pid(name)
+            if pid not in (None, old_pid) and answers(ready_url):
+                return pid
             if time.monotonic() > deadline:
-                os.kill(pid, signal.SIGKILL)
-                deadline = time.monotonic() + QA_STOP_TIMEOUT_S
-            time.sleep(0.2)
+                raise TimeoutError(f"{name} was not back within {timeout_s:.0f}s; logs in {self.log_dir}")
+            time.sleep(0.5)
 
 
-def _running(pid: int) -> bool:
+def answers(url: str) -> bool:
+    """True when a GET of `url` succeeds within 2 seconds."""
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def stop_process(pid: int, signum: int = signal.SIGTERM) -> None:
+    """Sends `signum` to `pid` and waits until it has exited; SIGKILL when that takes too long."""
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + SERVICE_STOP_TIMEOUT_S
+    while is_running(pid):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + SERVICE_STOP_TIMEOUT_S
+        time.sleep(0.2)
+
+
+def is_running(pid: int) -> bool:
     """False once `pid` has exited, zombie included (serve.sh, not us, reaps it)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
@@ -83,6 +124,32 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def stack_environment(
+    run_dir: Path, env: Mapping[str, str] | None = None
+) -> tuple[dict[str, str], dict[str, int]]:
+    """The environment of serve.sh or run-chat.sh on free ports, data and logs in `run_dir`; the ports.
+
+    `env` overrides the environment the services see (HOROSCOPE_API_URL, RASA_MODEL, QA_*);
+    the ports, DATABASE_URL and LOG_DIR are chosen here and cannot be overridden.
+    """
+    overrides = dict(env or {})
+    if reserved := sorted(RESERVED_ENV & overrides.keys()):
+        raise ValueError(f"the stack sets {', '.join(reserved)} itself; do not pass them in env")
+    log_dir = run_dir / "log"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    ports = {name: free_port() for name in PORT_NAMES}
+    process_env = {
+        **os.environ,
+        "HOROSCOPE_API_URL": "",  # the built-in horoscope writer unless `env` says otherwise
+        "START_TIMEOUT": str(SERVICE_START_TIMEOUT_S),
+        **overrides,
+        **{name: str(port) for name, port in ports.items()},
+        "DATABASE_URL": f"sqlite:///{run_dir / 'assistant.db'}",
+        "LOG_DIR": str(log_dir),
+    }
+    return process_env, ports
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
     """serve.sh stops its services on SIGTERM; its whole process group is killed if it hangs."""
     process.terminate()
@@ -97,25 +164,10 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 def running_stack(run_dir: Path, env: Mapping[str, str] | None = None) -> Iterator[Stack]:
     """Runs serve.sh until the block ends; the logs and the database stay in `run_dir`.
 
-    `env` overrides the environment the services see (HOROSCOPE_API_URL, RASA_MODEL, QA_*);
-    the ports, DATABASE_URL and LOG_DIR are chosen here and cannot be overridden.
+    `env` as for `stack_environment`.
     """
-    overrides = dict(env or {})
-    if reserved := sorted(RESERVED_ENV & overrides.keys()):
-        raise ValueError(f"running_stack sets {', '.join(reserved)} itself; do not pass them in env")
-    database_path = run_dir / "assistant.db"
-    log_dir = run_dir / "log"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    ports = {name: free_port() for name in PORT_NAMES}
-    process_env = {
-        **os.environ,
-        "HOROSCOPE_API_URL": "",  # the built-in horoscope writer unless `env` says otherwise
-        "START_TIMEOUT": str(SERVICE_START_TIMEOUT_S),
-        **overrides,
-        **{name: str(port) for name, port in ports.items()},
-        "DATABASE_URL": f"sqlite:///{database_path}",
-        "LOG_DIR": str(log_dir),
-    }
+    process_env, ports = stack_environment(run_dir, env)
+    log_dir = Path(process_env["LOG_DIR"])
     output_path = log_dir / "serve.log"
     with output_path.open("wb") as output:
         process = subprocess.Popen(
@@ -140,8 +192,10 @@ def running_stack(run_dir: Path, env: Mapping[str, str] | None = None) -> Iterat
             web_url=f"http://127.0.0.1:{ports['WEB_PORT']}",
             rasa_url=f"http://127.0.0.1:{ports['RASA_PORT']}",
             qa_url=f"http://127.0.0.1:{ports['QA_PORT']}",
-            database_path=database_path,
+            actions_url=f"http://127.0.0.1:{ports['ACTIONS_PORT']}",
+            database_path=run_dir / "assistant.db",
             log_dir=log_dir,
+            process=process,
         )
     finally:
         _stop(process)

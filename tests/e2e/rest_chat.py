@@ -1,8 +1,9 @@
 """HTTP clients for the end-to-end tests (stdlib urllib, every call with a timeout).
 
 `RestChat` is one person talking to Rasa's REST channel; `HoroscopeApi` reads the
-loopback horoscope API directly, so a test knows which text the bot must relay;
-`subscribed_sign` reads what a conversation stored in the assistant's SQLite database.
+loopback horoscope API directly, so a test knows which text the bot must relay
+(`assert_horoscope`); `subscribed_sign` reads what a conversation stored in the
+assistant's SQLite database.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
+
+from tests.e2e.bot_replies import said
 
 WEBHOOK_PATH = "/webhooks/rest/webhook"
 # A turn runs NLU, the policies and maybe an action that calls the QA service (its own
@@ -69,3 +72,11 @@ class HoroscopeApi:
         """What the API serves for `sign` today: the text the bot has to pass on word for word."""
         query = f"{self.url}/horoscope/{sign}?date={date.today().isoformat()}"
         return _get_json(query, API_TIMEOUT_S)["horoscope"]
+
+
+def assert_horoscope(replies: list[str], api: HoroscopeApi, sign: str) -> None:
+    """The reply relays, word for word, what the horoscope API serves for `sign` today."""
+    horoscope = said(replies, "utter_horoscope")
+    assert horoscope is not None, replies
+    assert horoscope["horoscope_sign"] == sign.capitalize()
+    assert horoscope["horoscope_text"] == api.todays_text(sign)

@@ -3,7 +3,8 @@
 The replies are checked against the responses in domain.yml (tests/e2e/bot_replies.py),
 horoscopes against what the loopback horoscope API serves, subscriptions against the
 SQLite database and answers against the documents in data/knowledge/. The test that
-stops the QA service comes last in this module: the stack is shared by all of them.
+stops the QA service (serve.sh restarts it) comes last in this module: the stack is
+shared by all of them.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import pytest
 
 from scripts.stack import Stack
 from tests.e2e.bot_replies import REPO_ROOT, answered, said
-from tests.e2e.rest_chat import HoroscopeApi, RestChat, subscribed_sign
+from tests.e2e.rest_chat import HoroscopeApi, RestChat, assert_horoscope, subscribed_sign
 
 KNOWLEDGE_DIR = REPO_ROOT / "data" / "knowledge"
+# The QA service loads its index and reader again after a restart.
+QA_RESTART_TIMEOUT_S = 240.0
 
 
 def _document_titles() -> set[str]:
@@ -27,14 +30,6 @@ def _document_titles() -> set[str]:
         assert heading, f"{path} has no title"
         titles.add(heading.group(1).strip())
     return titles
-
-
-def assert_horoscope(replies: list[str], api: HoroscopeApi, sign: str) -> None:
-    """The reply relays, word for word, what the horoscope API serves for `sign` today."""
-    horoscope = said(replies, "utter_horoscope")
-    assert horoscope is not None, replies
-    assert horoscope["horoscope_sign"] == sign.capitalize()
-    assert horoscope["horoscope_text"] == api.todays_text(sign)
 
 
 def test_horoscope_for_a_sign_comes_from_the_horoscope_api(stack: Stack, horoscope_api: HoroscopeApi) -> None:
@@ -104,7 +99,9 @@ def test_a_knowledge_question_is_answered_with_its_source(
     ("question", "declines"),
     [
         # A knowledge question: the QA service finds nothing and the bot says it does not know.
-        pytest.param("Who won the football World Cup in 2014?", ("utter_cannot_answer",), id="sport"),
+        # (Not "who won the football ...": "who won the football game last night?" is out_of_scope
+        # in the NLU data, and retraining can tip such a question either way.)
+        pytest.param("Who won the 2014 World Cup?", ("utter_cannot_answer",), id="sport"),
         # Cooking sits between a question and a task ("how do I bake bread?" is out_of_scope in
         # the NLU data): either way the bot declines and says what it can do instead.
         pytest.param(
@@ -123,10 +120,10 @@ def test_a_question_outside_the_library_gets_i_do_not_know(
     assert answered(replies) is None, replies
 
 
-def test_the_conversation_goes_on_when_the_qa_service_stops(
+def test_the_conversation_goes_on_while_the_qa_service_is_restarted(
     stack: Stack, horoscope_api: HoroscopeApi
 ) -> None:
-    """Runs last: the QA service stays stopped for the rest of the module."""
+    """Runs last: the QA service is down for a while."""
     chat = RestChat(stack.rasa_url)
 
     replies = chat.say("horoscope for aries please")
@@ -134,12 +131,16 @@ def test_the_conversation_goes_on_when_the_qa_service_stops(
     replies = chat.say("no thanks")
     assert said(replies, "utter_no_problem") is not None, replies
 
-    stack.stop_qa_service()
+    stopped = stack.stop_service("qa")
 
+    # serve.sh starts it again at once, but loading the index and the reader takes seconds.
     replies = chat.say("Who wrote the Tetrabiblos?")
     assert said(replies, "utter_qa_unavailable") is not None, replies
-
     replies = chat.say("what about leo?")
     assert_horoscope(replies, horoscope_api, "leo")
-    serve_output = (stack.log_dir / "serve.log").read_text(errors="replace")
-    assert "warning: the QA service stopped" in serve_output
+
+    stack.wait_until_restarted("qa", stopped, f"{stack.qa_url}/readyz", QA_RESTART_TIMEOUT_S)
+    answer = answered(chat.say("Who wrote the Tetrabiblos?"))
+    assert answer is not None and "Ptolemy" in answer["answer"], answer
+    supervisor_log = (stack.log_dir / "supervisor.log").read_text(encoding="utf-8")
+    assert "warning: the QA service stopped" in supervisor_log
