@@ -40,6 +40,11 @@ def said(replies: list[str], response: str) -> dict[str, str] | None:
     return None
 
 
+def shown(screen: str, response: str) -> bool:
+    """True when some variation of `response` appears anywhere in `screen` (a terminal's text)."""
+    return any(pattern.search(screen) for pattern in _response_patterns(response))
+
+
 def answered(replies: list[str]) -> dict[str, str] | None:
     """The answer and source title of a reply from the QA service, sure or unsure, else None."""
     # Unsure first: "{answer} (source: {source_title})" also matches an unsure reply, preamble and all.
