@@ -28,7 +28,10 @@ from retrieval.squad import SquadParagraph, SquadQuestion, read_squad
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 2  # bump when the arrays' layout changes: older caches are then ignored
-GROUP_BATCHES = 50  # length grouping sorts this many batches' worth of windows at a time
+GROUP_BATCHES = 50
+# Pairs tokenised at a time: a whole epoch of Window objects (Python tuples) would hold gigabytes,
+# and the allocator keeps that memory after it is freed.
+ENCODE_CHUNK = 4096  # length grouping sorts this many batches' worth of windows at a time
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,19 @@ class TrainingWindows:
             start_labels=np.array([w.start_label for w in windows], dtype=np.int64),
             end_labels=np.array([w.end_label for w in windows], dtype=np.int64),
             groups=np.array([pair_groups[w.pair_index] for w in windows], dtype=np.int64),
+        )
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[TrainingWindows]) -> TrainingWindows:
+        """The windows of `parts`, one after the other."""
+        lengths = np.concatenate([part.lengths for part in parts])
+        return cls(
+            input_ids=np.concatenate([part.input_ids for part in parts]),
+            token_type_ids=np.concatenate([part.token_type_ids for part in parts]),
+            offsets=np.concatenate([[0], np.cumsum(lengths)]),
+            start_labels=np.concatenate([part.start_labels for part in parts]),
+            end_labels=np.concatenate([part.end_labels for part in parts]),
+            groups=np.concatenate([part.groups for part in parts]),
         )
 
     def __len__(self) -> int:
@@ -221,7 +237,15 @@ def load_training_windows(
 
         contexts = mine_negatives(examples, negatives)
     pairs, pair_groups = grouped_pairs(examples, contexts)
-    windows = TrainingWindows.from_windows(encode_pairs(tokenizer, pairs, config), pair_groups)
+    windows = TrainingWindows.concatenate(
+        [
+            TrainingWindows.from_windows(
+                encode_pairs(tokenizer, pairs[start : start + ENCODE_CHUNK], config),
+                pair_groups[start : start + ENCODE_CHUNK],
+            )
+            for start in range(0, len(pairs), ENCODE_CHUNK)
+        ]
+    )
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
         windows.save(cached)

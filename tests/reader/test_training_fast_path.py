@@ -168,3 +168,14 @@ def test_a_new_stage_continues_the_run_its_shipped_model_came_from(squad_file, t
     other_seed = tmp_path / "other" / "model"
     fresh = train(parse_args(argv(squad_file, first, other_seed, "--resume", "auto", "--seed", "6")))
     assert [m["step"] for m in fresh["history"]] == [4, 8, 12, 16]  # another data order: from the start
+
+
+def test_windows_tokenised_in_chunks_equal_windows_tokenised_at_once(
+    squad_file, tokenizer, windows, monkeypatch
+):
+    import retrieval.training.data as data
+
+    monkeypatch.setattr(data, "ENCODE_CHUNK", 5)  # 12 questions: chunks of 5, 5 and 2
+    chunked = load_training_windows(squad_file, tokenizer, FEATURES, 0, 0, None)
+    for name in ("input_ids", "token_type_ids", "offsets", "start_labels", "end_labels", "groups"):
+        assert np.array_equal(getattr(chunked, name), getattr(windows, name)), name
