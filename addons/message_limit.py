@@ -1,7 +1,8 @@
 """Input channels that answer an over-long message without reading it: bounded work per message.
 
-Rasa's NLU costs grow with the square of a message's length (a 100 KB message took
-112 s, a 1 MB one over 14 minutes) and the server answers nobody else meanwhile. A
+Rasa's NLU costs grow with the square of a message's length (DIET's attention over every
+token: a 100 KB message took 25-112 s, a 1 MB one ran out of memory or took over 14 minutes)
+and the server answers nobody else meanwhile. A
 message longer than MAX_MESSAGE_CHARS (default 2,000 characters, ~0.5 s of NLU) is
 therefore never parsed: the channel hands Rasa a `UserMessage` whose `parse_data` is
 already filled in with the intent `message_too_long`, which Rasa's processor takes
@@ -11,11 +12,13 @@ conversation stores only the first `EXCERPT_CHARS` characters with a marker sayi
 how long the message was, not megabytes.
 
 Why the channel and not another hook: it is the only place that sees the text before
-both the NLU pipeline and the tracker store. An NLU component runs after the message
-is on its way into the tracker as it came in, and the pipeline's other components still
-run; a "/message_too_long" rewrite would store that command instead of the user's
-words. Both of Rasa's ways in are covered by one wrapper around `on_new_message`, for
-plain and streamed (`?stream=true`, what the shell uses) REST requests alike:
+both the NLU pipeline and the tracker store. A custom NLU component cannot stop the
+pipeline's other components from running, nor change the text the tracker stores (the
+processor takes that from the `UserMessage`, not from the parse); a "/message_too_long"
+rewrite (Rasa's RegexMessageHandler path, no NLU) would need the channel all the same
+and would store that command instead of the user's words. One wrapper around
+`on_new_message` covers plain and streamed (`?stream=true`, what the shell uses) REST
+requests alike, in both of the channels people use:
 
 - `LengthLimitedRestInput`, named `rest` like Rasa's REST channel (so the web widget's
   URL stays /webhooks/rest/webhook), is configured in credentials.yml for `rasa run`;
