@@ -78,13 +78,16 @@ READER ?= models/reader
 NPROC ?= 1
 TRIALS ?= 10
 
-# A run outlives no session: it checkpoints into READER_RUN and `make train-reader` resumes it.
-READER_RUN ?= var/reader-train
+# A run outlives no session: it checkpoints into READER_RUN and `make train-reader` resumes it;
+# without that checkpoint it continues the run models/reader was shipped from (same settings as
+# below: models/reader/README.md, stage 4).
+READER_RUN ?= var/reader-full
+READER_RUN_ARGS ?= --epochs 2 --lr 1e-4 --warmup-ratio 0.03 --batch-size 32 --eval-every 1000 --seed 101
 
 train-reader: $(QA_VENV)/.installed ## fine-tune the reader from models/reader (resumes READER_RUN; DDP, NPROC)
 	$(QA_VENV)/bin/torchrun --standalone --nproc_per_node $(NPROC) -m retrieval.training.train \
 		--train $(SQUAD)/train-v1.1.json.gz --dev $(SQUAD)/dev-v1.1.json.gz \
-		--init $(READER) --out $(READER_RUN) --resume auto
+		--init $(READER) --out $(READER_RUN) --resume auto $(READER_RUN_ARGS)
 
 ship-reader: $(QA_VENV)/.installed ## copy READER_RUN's best model to models/reader if its dev-half F1 is higher
 	$(QA_PY) -m retrieval.training.ship --candidate $(READER_RUN) --shipped $(READER) \
