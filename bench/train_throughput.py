@@ -138,6 +138,7 @@ def measure_project(args: argparse.Namespace, precision: str) -> dict[str, Any]:
     """train.py's `train()` in this process, timed by the record timestamps of its per-step log lines
     (logged after each optimiser step, so the interval from the warm-up's last line is the timed steps)."""
     from retrieval.training import train as project
+    from retrieval.training.options import parse_args
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     stamps: dict[int, float] = {}
@@ -168,7 +169,7 @@ def measure_project(args: argparse.Namespace, precision: str) -> dict[str, Any]:
             **{"feature-cache": "", "checkpoint-minutes": 0},
         }
         argv = [item for name, value in options.items() for item in (f"--{name}", str(value))]
-        summary = project.train(project.parse_args(argv))
+        summary = project.train(parse_args(argv))
     if summary["global_step"] != total_steps(args):
         raise SystemExit(f"train.py stopped after {summary['global_step']} steps: raise --examples")
     dev = summary["history"][-1]  # train.py's evaluate() after its last step, on load_examples(dev, n, seed)

@@ -160,14 +160,14 @@ def continued_run(init: Path, settings: dict[str, Any]) -> TrainerState | None:
     if not (init / STATE_FILE).is_file() or not (init / ARGS_FILE).is_file():
         return None
     saved = {**SETTINGS_BEFORE_THEY_EXISTED, **json.loads((init / ARGS_FILE).read_text(encoding="utf-8"))}
-    if any(
-        Path(str(saved.get(key))).name != Path(str(settings[key])).name
-        if key == "train"
-        else saved.get(key) != settings[key]
-        for key in SAME_RUN_SETTINGS
-    ):
-        return None
-    return TrainerState.load(init)
+
+    def run(raw: dict[str, Any]) -> dict[str, Any]:
+        """The settings that must match, the training file by name (runs may start elsewhere)."""
+        return {
+            key: Path(str(raw[key])).name if key == "train" else raw.get(key) for key in SAME_RUN_SETTINGS
+        }
+
+    return TrainerState.load(init) if run(saved) == run(settings) else None
 
 
 def save_best(

@@ -66,13 +66,9 @@ def bm25_candidates(examples: Sequence[Example], contexts: Sequence[str]) -> lis
     titles = {e.paragraph.context: e.paragraph.title for e in examples}
     passages = [Passage(str(row), titles[c], c) for row, c in enumerate(contexts)]
     bm25 = Bm25Retriever.build(passages)
-    weights = bm25.matrix.T.tocsc()
     results: list[np.ndarray] = []
     for start in range(0, len(examples), QUESTION_CHUNK):
-        chunk = examples[start : start + QUESTION_CHUNK]
-        questions = bm25.vectorizer.transform([e.question.question for e in chunk])
-        questions.data[:] = 1.0  # as Bm25Retriever scores a query: each distinct term once
-        scores = (questions @ weights).toarray()
+        scores = bm25.score_matrix([e.question.question for e in examples[start : start + QUESTION_CHUNK]])
         best = np.argpartition(-scores, min(CANDIDATES, scores.shape[1] - 1), axis=1)[:, :CANDIDATES]
         order = np.take_along_axis(scores, best, axis=1).argsort(axis=1)[:, ::-1]
         results.extend(np.take_along_axis(best, order, axis=1))

@@ -111,3 +111,14 @@ def test_linear_fusion_needs_members_that_score_given_passages(tiny_docs: Path) 
     rank_only = HybridRetriever([tfidf, tfidf], HybridSettings(fusion="rrf", weights=(1.0, 1.0)))
     with pytest.raises(ValueError, match="score given passages"):
         HybridRetriever([tfidf, rank_only])
+
+
+@pytest.mark.parametrize("build", [TfidfRetriever.build, Bm25Retriever.build], ids=["tfidf", "bm25"])
+def test_a_score_matrix_row_is_each_questions_scores(tiny_docs: Path, build) -> None:
+    """Bulk scoring (training negatives are mined with it) ranks exactly as one question at a time."""
+    retriever = build(load_passages([tiny_docs]))
+    questions = list(TINY_QUESTIONS)
+    matrix = retriever.score_matrix(questions)
+    assert matrix.shape == (len(questions), len(retriever.passages))
+    for row, question in zip(matrix, questions, strict=True):
+        np.testing.assert_allclose(row, retriever.scores(question, retriever.passages), rtol=1e-5)
