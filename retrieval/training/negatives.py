@@ -26,8 +26,13 @@ CANDIDATES = 8  # BM25 matches looked at per question to find one without the an
 
 def holds_answer(context: str, answers: Sequence[str]) -> bool:
     """True if the paragraph contains any gold answer (compared normalised, as SQuAD scores them)."""
-    text = f" {normalize_answer(context)} "
-    return any(f" {normalize_answer(answer)} " in text for answer in answers if normalize_answer(answer))
+    return _holds(f" {normalize_answer(context)} ", answers)
+
+
+def _holds(normalized_context: str, answers: Sequence[str]) -> bool:
+    """holds_answer for a context already normalised and padded with spaces (mining checks each
+    paragraph against thousands of questions, so it is normalised once)."""
+    return any(f" {normalize_answer(a)} " in normalized_context for a in answers if normalize_answer(a))
 
 
 def mine_negatives(examples: Sequence[Example], settings: NegativeSettings) -> list[list[str]]:
@@ -37,14 +42,18 @@ def mine_negatives(examples: Sequence[Example], settings: NegativeSettings) -> l
     by_article: dict[str, list[str]] = {}
     for context in contexts:
         by_article.setdefault(title_of[context], []).append(context)
+    normalized = {context: f" {normalize_answer(context)} " for context in contexts}
     rng = random.Random(settings.seed)
     negatives: list[list[str]] = []
     for example in examples:
+        if not settings.same_article:
+            negatives.append([])
+            continue
         answers = [a.text for a in example.question.answers]
         siblings = [
             c
             for c in by_article[example.paragraph.title]
-            if c != example.paragraph.context and not holds_answer(c, answers)
+            if c != example.paragraph.context and not _holds(normalized[c], answers)
         ]
         negatives.append(rng.sample(siblings, min(settings.same_article, len(siblings))))
     if settings.retrieved:
@@ -55,7 +64,7 @@ def mine_negatives(examples: Sequence[Example], settings: NegativeSettings) -> l
             for row in candidates:
                 if len(chosen) >= wanted:
                     break
-                if contexts[row] not in taken and not holds_answer(contexts[row], answers):
+                if contexts[row] not in taken and not _holds(normalized[contexts[row]], answers):
                     chosen.append(contexts[row])
                     taken.add(contexts[row])
     return negatives
