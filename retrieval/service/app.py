@@ -41,6 +41,12 @@ def _error(status: int, request: Request, message: str, **extra: Any) -> JSONRes
     return JSONResponse(body.model_dump(exclude_none=True), status_code=status)
 
 
+def _invalid(request: Request, details: list[dict[str, Any]]) -> JSONResponse:
+    """The 422 for a request the contract rejects: a one-line summary and each field's problem."""
+    summary = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+    return _error(422, request, f"invalid request: {summary}", details=details)
+
+
 def _validation_details(error: RequestValidationError) -> list[dict[str, Any]]:
     """Pydantic's errors as {field, message}, reworded where the body as a whole is wrong."""
     details = []
@@ -108,13 +114,18 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
-        details = _validation_details(error)
-        summary = "; ".join(f"{d['field']}: {d['message']}" for d in details)
-        return _error(422, request, f"invalid request: {summary}", details=details)
+        return _invalid(request, _validation_details(error))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        return _error(error.status_code, request, str(error.detail))
+        """Errors as JSON bodies, their headers kept (a 405's Allow); an undecodable body is a 422."""
+        cause = error.__cause__
+        if isinstance(cause, UnicodeDecodeError):  # FastAPI's undocumented 400; found by fuzzing
+            message = f"the body is not valid JSON (not UTF-8: {cause.reason} at byte {cause.start})"
+            return _invalid(request, [{"field": "body", "message": message}])
+        response = _error(error.status_code, request, str(error.detail))
+        response.headers.update(error.headers or {})
+        return response
 
     @app.exception_handler(NotReadyError)
     async def not_ready(request: Request, error: NotReadyError) -> JSONResponse:

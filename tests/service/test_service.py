@@ -152,31 +152,39 @@ def test_knowledge_questions_pass_the_relevance_cut(knowledge_service: ServicePr
     [
         (b'{"question": ""}', "question", "at least 1 character"),
         (b'{"question": "  \\n\\t "}', "question", "blank"),
+        (b'{"question": "\\u001d\\u3000\\u2028"}', "question", "blank"),
         (json.dumps({"question": "a" * (MAX_QUESTION_CHARS + 1)}).encode(), "question", "at most 1000"),
         (b'{"question": 7}', "question", "valid string"),
         (b'{"question": ["Who rules Leo?"]}', "question", "valid string"),
         (b'{"question": "Who rules Leo?", "top_k": 0}', "top_k", "greater than or equal to 1"),
         (b'{"question": "Who rules Leo?", "top_k": %d}' % (MAX_TOP_K + 1), "top_k", "less than or equal"),
         (b'{"question": "Who rules Leo?", "top_k": "5"}', "top_k", "valid integer"),
+        (b'{"question": "Who rules Leo?", "top_k": 2.5}', "top_k", "valid integer"),
+        (b'{"question": "Who rules Leo?", "top_k": true}', "top_k", "valid integer"),
         (b'{"question": "Who rules Leo?", "k": 5}', "k", "Extra inputs are not permitted"),
         (b'{"top_k": 5}', "question", "Field required"),
         (b'{"question": "Who rules Leo?"', "body", "not valid JSON"),
         (b"Who rules Leo?", "body", "not valid JSON"),
+        (b'{"question": "\xff\xfe Leo?"}', "body", "not UTF-8"),
         (b'["Who rules Leo?"]', "body", "must be a JSON object"),
     ],
     ids=[
         "empty",
         "whitespace",
+        "unicode-whitespace",
         "too-long",
         "number",
         "list",
         "top_k-0",
         "top_k-too-big",
         "top_k-string",
+        "top_k-fraction",
+        "top_k-boolean",
         "unknown-field",
         "missing-question",
         "truncated-json",
         "not-json",
+        "not-utf8",
         "json-array",
     ],
 )
@@ -190,6 +198,24 @@ def test_invalid_requests_get_a_clear_422(
     assert result.body["details"][0]["field"] == field
     assert result.body["request_id"] == result.header("X-Request-ID")
     assert "Traceback" not in json.dumps(result.body)
+
+
+def test_top_k_may_be_an_integral_json_number(knowledge_service: ServiceProcess) -> None:
+    """JSON Schema's "integer" includes 1.0; the schemathesis fuzzing found it rejected (422)."""
+    result = knowledge_service.call(
+        "POST", "/answer", raw=b'{"question": "Who rules Scorpio?", "top_k": 1.0}'
+    )
+
+    assert result.status == 200, result.body
+    assert len({candidate["source"]["passage_id"] for candidate in result.body["candidates"]}) == 1
+
+
+def test_a_wrong_method_is_a_405_that_names_the_allowed_one(knowledge_service: ServiceProcess) -> None:
+    result = knowledge_service.call("GET", "/answer")
+
+    assert result.status == 405
+    assert result.header("Allow") == "POST"
+    assert result.body["request_id"] == result.header("X-Request-ID")
 
 
 # --- request ids, metrics, OpenAPI ------------------------------------------------------------------
