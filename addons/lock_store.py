@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -84,6 +84,19 @@ return 1
 """
 
 
+async def _when_reachable(step: Callable[[], int]) -> int:
+    """`step`, retried while Redis is briefly unreachable (a restart takes about a second)."""
+    deadline = time.monotonic() + REDIS_RETRY_S
+    while True:
+        try:
+            return step()
+        except redis.ConnectionError as error:
+            if time.monotonic() > deadline:
+                raise LockError(f"Redis is unreachable: {error}") from error
+            logger.warning(f"Redis is unreachable, asking again: {error}")
+            await asyncio.sleep(0.5)
+
+
 class AtomicRedisLockStore(LockStore):
     """Ticket locks in Redis, each step one atomic script: safe for many Rasa processes."""
 
@@ -122,16 +135,10 @@ class AtomicRedisLockStore(LockStore):
         return int(self._issue(keys=self._keys(conversation_id), args=[int(lock_lifetime * 1000)]))
 
     async def _issue_when_reachable(self, conversation_id: str, lock_lifetime: float) -> int:
-        """`issue_ticket`, retried while Redis is briefly unreachable (a restart takes about a second)."""
-        deadline = time.monotonic() + REDIS_RETRY_S
-        while True:
-            try:
-                return self.issue_ticket(conversation_id, lock_lifetime)
-            except redis.ConnectionError as error:
-                if time.monotonic() > deadline:
-                    raise LockError(f"Redis is unreachable: {error}") from error
-                logger.warning(f"Redis is unreachable, asking again for a ticket: {error}")
-                await asyncio.sleep(0.5)
+        return await _when_reachable(lambda: self.issue_ticket(conversation_id, lock_lifetime))
+
+    async def _serving_when_reachable(self, conversation_id: str) -> int:
+        return await _when_reachable(lambda: self.now_serving(conversation_id))
 
     def now_serving(self, conversation_id: str) -> int:
         """The first live ticket of the conversation's queue; -1 when the queue is empty."""
@@ -142,11 +149,16 @@ class AtomicRedisLockStore(LockStore):
         """Leaves the queue, so that the next ticket is served."""
         self._finish(keys=self._keys(conversation_id), args=[ticket_number])
 
-    def cleanup(self, conversation_id: str, ticket_number: int) -> None:
-        """Leaves the queue; a Redis outage only means the ticket expires on its own instead."""
-        try:
+    async def _release_when_reachable(self, conversation_id: str, ticket_number: int) -> None:
+        """Leaves the queue, waiting out a Redis restart; failing that, the ticket expires on its own."""
+
+        def release() -> int:
             self.finish_serving(conversation_id, ticket_number)
-        except redis.RedisError as error:
+            return ticket_number
+
+        try:
+            await _when_reachable(release)
+        except (LockError, redis.RedisError) as error:
             logger.warning(f"Could not release ticket {ticket_number} of '{conversation_id}': {error}")
 
     @asynccontextmanager
@@ -162,10 +174,10 @@ class AtomicRedisLockStore(LockStore):
         """
         ticket = await self._issue_when_reachable(conversation_id, lock_lifetime)
         try:
-            while (serving := self.now_serving(conversation_id)) != ticket:
+            while (serving := await self._serving_when_reachable(conversation_id)) != ticket:
                 if serving == -1 or serving > ticket:
                     raise LockError(f"The ticket for conversation '{conversation_id}' expired while waiting.")
                 await asyncio.sleep(min(wait_time_in_seconds, POLL_INTERVAL_S))
             yield None
         finally:
-            self.cleanup(conversation_id, ticket)
+            await self._release_when_reachable(conversation_id, ticket)

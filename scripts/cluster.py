@@ -38,9 +38,14 @@ class MissingBinary(RuntimeError):
 
 
 def find_binary(name: str) -> str:
-    """`name` on PATH, or in PostgreSQL's versioned directory (newest first); else MissingBinary."""
+    """`name` on PATH, in /usr/sbin (nginx, off a user's PATH) or in PostgreSQL's versioned directory
+    (newest version); else MissingBinary."""
     candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=lambda p: int(p.parts[-3]))
-    found = shutil.which(name) or (str(candidates[-1]) if candidates else None)
+    found = (
+        shutil.which(name)
+        or shutil.which(name, path="/usr/sbin")
+        or (str(candidates[-1]) if candidates else None)
+    )
     if found is None:
         raise MissingBinary(
             f"{name} is not installed; the cluster needs Debian's packages: "
@@ -126,10 +131,18 @@ class Postgres:
         return [line.split("\t") for line in result.stdout.splitlines()]
 
 
+# What nginx answers when no Rasa instance can: all down, or the database out of reach
+# (addons/cluster_tracker_store.py). The REST channel's reply format, so the web chat shows it.
+UNAVAILABLE_TEXT = "Sorry, my memory is out of reach right now. Please try again in a moment."
+UNAVAILABLE_REPLY = json.dumps([{"recipient_id": "", "text": UNAVAILABLE_TEXT}])
+
+
 def nginx_config(
     root: Path, port: int, rasa_ports: list[int], actions_port: int, actions_ports: list[int]
 ) -> str:
     """nginx on `port`: web/ and the Rasa instances; on `actions_port`: the action-server replicas.
+
+    When no instance answers a message, nginx replies UNAVAILABLE_REPLY (HTTP 503).
 
     A replica that refuses connections is skipped for `fail_timeout` and the request goes to
     the next one; a POST that reached a replica is never sent twice (nginx's default for
@@ -165,7 +178,12 @@ http {{
     listen 127.0.0.1:{port};
     location / {{ root {REPO_ROOT / "web"}; }}
     location /webhooks/ {{
-{proxy.format("rasa")}    }}
+{proxy.format("rasa")}      error_page 502 503 504 = @unavailable;
+    }}
+    location @unavailable {{
+      default_type application/json;
+      return 503 '{UNAVAILABLE_REPLY}';
+    }}
     location = /health {{ return 200 "ok"; }}
   }}
   server {{
@@ -204,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     nginx.add_argument("--actions", type=int, nargs="+", required=True)
     commands.add_parser("create-schema").add_argument("database_url")
     commands.add_parser("check-binaries")
+    commands.add_parser("which", help="print where a binary the cluster needs is").add_argument("name")
     describe = commands.add_parser("describe", help="write the cluster's ports as JSON")
     describe.add_argument("path", type=Path)
     describe.add_argument("pairs", nargs="+", help="NAME=VALUE")
@@ -211,6 +230,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.command == "ports":
             print(" ".join(map(str, free_ports(args.count))))
+        elif args.command == "which":
+            print(find_binary(args.name))
         elif args.command == "check-binaries":
             for binary in ("initdb", "pg_ctl", "psql", "redis-server", "nginx"):
                 find_binary(binary)
@@ -222,8 +243,8 @@ def main(argv: list[str] | None = None) -> None:
             Postgres(args.data_dir.resolve(), args.port).stop()
         elif args.command == "nginx-config":
             root = args.root.resolve()
-            for temp in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-                (root / "tmp" / temp).mkdir(parents=True, exist_ok=True)
+            # nginx makes the directories inside, owned by its worker user.
+            (root / "tmp").mkdir(parents=True, exist_ok=True)
             config = nginx_config(root, args.port, args.rasa, args.actions_port, args.actions)
             (root / "nginx.conf").write_text(config, encoding="utf-8")
         elif args.command == "create-schema":
