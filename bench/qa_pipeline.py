@@ -79,10 +79,12 @@ GOLD = "upper bound: gold paragraph"
 
 @dataclasses.dataclass(frozen=True)
 class Reading:
-    """The answer found in the first k passages, and the seconds that took, for each k read."""
+    """The answer found in the first k passages, and the seconds that took, for each k read; and the
+    answer for each (k, relevance weight) of a sweep (the same logits, ranked with other priors)."""
 
     predictions: dict[int, str]
     seconds: dict[int, float]
+    swept: dict[tuple[int, float], str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -151,8 +153,10 @@ def read_at_depths(
     ranked: Sequence[Passage],
     depths: Sequence[int],
     relevances: Sequence[float] | None = None,
+    sweep: Sequence[float] = (),
 ) -> Reading:
-    """The reader's best span (never abstaining) in the first k passages of `ranked`, for each k in depths."""
+    """The reader's best span (never abstaining) in the first k passages of `ranked`, for each k in depths
+    (and for each relevance weight in `sweep`)."""
     windows: list[Window] = []
     logits = []
     contexts = [passage.text for passage in ranked]
@@ -160,7 +164,7 @@ def read_at_depths(
     # so the best span among the first k is the one the service picks reading only those k.
     priors = reader.passage_priors(len(ranked), relevances)
     scoring_seconds = 0.0
-    predictions, seconds = {}, {}
+    predictions, seconds, swept = {}, {}, {}
     previous = 0
     for depth in depths:
         started = time.perf_counter()
@@ -173,8 +177,13 @@ def read_at_depths(
         best = prediction.best(abstain_threshold=0.0)  # every SQuAD v1.1 question has an answer
         predictions[depth] = best.text if best is not None else ""
         seconds[depth] = scoring_seconds + time.perf_counter() - ranking_started
+        for weight in sweep:
+            other = reader.rank(
+                windows, logits, contexts, reader.passage_priors(len(ranked), relevances, weight), 1
+            )
+            swept[depth, weight] = other.candidates[0].text if other.candidates else ""
         previous = depth
-    return Reading(predictions, seconds)
+    return Reading(predictions, seconds, swept)
 
 
 def timed_search(retriever: Retriever, question: str, k: int) -> tuple[list[Passage], float]:
@@ -191,9 +200,12 @@ def run(
     dense: DenseRetriever,
     reader: Reader,
     depths: Sequence[int],
-) -> dict[str, dict[str, float]]:
-    """Answer every question with each design; the rows of the table, keyed by name."""
+    sweep: Sequence[float] = (),
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    """Answer every question with each design: the rows of the table, keyed by name, and the hybrid's
+    F1 for each relevance weight of `sweep` (keyed by weight, then k)."""
     tallies = {(BASELINE, 1): Tally(), **{(HYBRID, k): Tally() for k in depths}, (GOLD, 1): Tally()}
+    swept = {(k, weight): Tally() for k in depths for weight in sweep}
     for question, gold_id, golds in tqdm(questions, desc="questions", unit="q"):
         ranked, search_seconds = timed_search(baseline, question, 1)
         reading = read_at_depths(reader, question, ranked, (1,))
@@ -201,19 +213,34 @@ def run(
         tallies[BASELINE, 1].add(golds, reading.predictions[1], hit, search_seconds + reading.seconds[1])
 
         ranked, search_seconds = timed_search(hybrid, question, max(depths))
-        reading = read_at_depths(reader, question, ranked, depths, dense.scores(question, ranked))
+        reading = read_at_depths(reader, question, ranked, depths, dense.scores(question, ranked), sweep)
         ids = [p.passage_id for p in ranked]
         for k in depths:
             tallies[HYBRID, k].add(
                 golds, reading.predictions[k], gold_id in ids[:k], search_seconds + reading.seconds[k]
             )
+        for (k, weight), tally in swept.items():
+            tally.add(golds, reading.swept[k, weight], gold_id in ids[:k], 0.0)
 
         reading = read_at_depths(reader, question, [passages_by_id[gold_id]], (1,))
         tallies[GOLD, 1].add(golds, reading.predictions[1], True, reading.seconds[1])
-    return {
+    rows = {
         (name if name != HYBRID else f"{HYBRID} top-{k}"): tally.summary(k)
         for (name, k), tally in tallies.items()
     }
+    sweep_f1: dict[str, dict[str, float]] = {}
+    for (k, weight), tally in swept.items():
+        sweep_f1.setdefault(f"{weight:g}", {})[str(k)] = tally.summary(k)["f1"]
+    return rows, sweep_f1
+
+
+def print_sweep(sweep_f1: dict[str, dict[str, float]], served: float) -> None:
+    """F1 of the hybrid pipeline by relevance weight (rows) and passages read (columns)."""
+    depths = list(next(iter(sweep_f1.values())))
+    print(f"\nF1 by relevance weight (logits per cosine unit; served: {served:g}) and passages read k")
+    print(f"{'weight':>8} " + " ".join(f"{'k=' + k:>7}" for k in depths))
+    for weight, by_k in sweep_f1.items():
+        print(f"{weight:>8} " + " ".join(f"{by_k[k]:7.1f}" for k in depths))
 
 
 def print_table(rows: dict[str, dict[str, float]]) -> None:
@@ -291,6 +318,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=None,
         help="override the reader's relevance_weight (logits per unit of cosine; 0 = passages as equals)",
     )
+    parser.add_argument(
+        "--sweep-relevance-weights",
+        type=lambda text: tuple(float(part) for part in text.split(",") if part.strip()),
+        default=(0.0, 15.0, 30.0, 60.0, 120.0),
+        help="also rank the same logits with these relevance weights (comma-separated; '' for none)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch and FAISS threads")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "qa_pipeline.json", help="JSON results")
     parser.add_argument("--plot", type=Path, default=RESULTS_DIR / "qa_pipeline.png", help="PNG plot")
@@ -315,9 +348,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     passages_by_id = {passage.passage_id: passage for passage in passages}
 
     started = time.perf_counter()
-    rows = run(questions, passages_by_id, baseline, hybrid, dense, reader, args.depths)
+    rows, sweep_f1 = run(
+        questions, passages_by_id, baseline, hybrid, dense, reader, args.depths, args.sweep_relevance_weights
+    )
     print(f"answered in {time.perf_counter() - started:.0f} s")
     print_table(rows)
+    if sweep_f1:
+        print_sweep(sweep_f1, reader.config.relevance_weight)
     plot(rows, args.plot)
     write_report(
         args.out,
@@ -338,6 +375,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "baseline": BASELINE,
             "seconds": "mean per question: retrieval + tokenising, scoring and ranking the k passages read",
             "results": rows,
+            "f1_by_relevance_weight_and_k": sweep_f1,
         },
     )
 

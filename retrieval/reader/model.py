@@ -222,15 +222,18 @@ class Reader:
             for indices in by_query
         ]
 
-    def passage_priors(self, passage_count: int, relevances: Sequence[float] | None) -> list[float]:
+    def passage_priors(
+        self, passage_count: int, relevances: Sequence[float] | None, weight: float | None = None
+    ) -> list[float]:
         """The score prior of each passage: 0 for the most relevant, less for the others; all 0 without
-        relevances."""
+        relevances. `weight` overrides the config's relevance_weight (benchmarks compare several)."""
         if relevances is None:
             return [0.0] * passage_count
         if len(relevances) != passage_count:
             raise ValueError(f"{len(relevances)} relevances for {passage_count} passages")
         best = max(relevances, default=0.0)
-        return [self.config.relevance_weight * (relevance - best) for relevance in relevances]
+        weight = self.config.relevance_weight if weight is None else weight
+        return [weight * (relevance - best) for relevance in relevances]
 
     def answer(
         self,
