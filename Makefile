@@ -27,6 +27,8 @@ RASA_SOURCES := domain.yml config.yml $(shell find data -name '*.yml' -not -path
 	nlu-eval train train-reader ship-reader calibrate-reader tune export-reader qa-serve test-service lock clean \
 	bench bench-retrieval bench-qa bench-reader bench-abstention bench-turns bench-train bench-scale
 
+.PHONY: serve-cluster test-cluster bench-reliability
+
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
@@ -71,6 +73,10 @@ run: install $(RASA_MODEL) ## set up everything and chat with the assistant in t
 serve: install $(RASA_MODEL) ## start the web chat (action server, Rasa REST channel, web/) and print its URL
 	@scripts/serve.sh
 
+# PostgreSQL, Redis and nginx: Debian's packages (apt-get install postgresql redis-server nginx).
+serve-cluster: install $(RASA_MODEL) ## RASA_INSTANCES (2) Rasa instances behind nginx on PostgreSQL and Redis
+	@scripts/serve-cluster.sh
+
 # --- the reader (span extractor) ----------------------------------------------------
 # Real runs read SQuAD from SQUAD; nothing from it is ever copied into the repository.
 SQUAD ?= ../shared/data/squad
@@ -108,7 +114,7 @@ export-reader: $(QA_VENV)/.installed ## ONNX fp32/int8 + TorchScript export, par
 	$(QA_PY) -m retrieval.training.export --reader $(READER) --out $(READER)-export --check tests/data/knowledge_qa.json
 
 # --- tests -------------------------------------------------------------------------
-test: install lint validate test-actions test-retrieval test-service test-e2e test-stories test-rasa-cli test-browser \
+test: install lint validate test-actions test-retrieval test-service test-e2e test-cluster test-stories test-rasa-cli test-browser \
 	test-nlu ## run every test
 	@echo "make test: all test suites passed"
 
@@ -130,6 +136,9 @@ test-service: $(QA_VENV)/.installed ## the QA service over real HTTP
 
 test-e2e: install $(RASA_MODEL) ## whole conversations over Rasa's REST channel, every service running
 	$(QA_PY) -m pytest tests/e2e
+
+test-cluster: install $(RASA_MODEL) ## scaled out on PostgreSQL, Redis, nginx: shared conversations, faults survived
+	$(QA_PY) -m pytest tests/cluster
 
 # The test targets run rasa as a person types it in the project root, defaults and all; test-rasa-cli
 # checks what make cannot: plain `rasa test` and the venv's defaults, outside make's environment.
@@ -154,7 +163,7 @@ SQUAD_TRAIN = $(SQUAD)/train-v1.1.json.gz
 SQUAD_DEV = $(SQUAD)/dev-v1.1.json.gz
 SQUAD_CORPUS = $(SQUAD_TRAIN) $(SQUAD_DEV)
 
-bench: bench-retrieval bench-qa bench-reader bench-abstention bench-turns bench-train bench-scale ## every benchmark
+bench: bench-retrieval bench-qa bench-reader bench-abstention bench-turns bench-train bench-scale bench-reliability ## every benchmark
 
 bench-retrieval: $(QA_VENV)/.installed ## retrievers on SQuAD paragraphs against unigram TF-IDF
 	$(QA_PY) bench/retrieval.py --corpus $(SQUAD_CORPUS) --questions $(SQUAD_DEV) --limit 1000 \
@@ -171,6 +180,9 @@ bench-abstention: $(QA_VENV)/.installed ## off-topic cut: relevance against read
 
 bench-turns: install $(RASA_MODEL) ## chat-turn latency through Rasa's REST channel at 1/4/16 users
 	$(QA_PY) bench/turn_latency.py
+
+bench-reliability: install $(RASA_MODEL) ## the cluster at 1 and 2 Rasa instances: messages/s, p95, faults, events lost
+	$(QA_PY) bench/reliability.py
 
 bench-train: $(QA_VENV)/.installed ## reader training on CPU: train.py against HF Trainer (windows/s, memory, dev F1)
 	$(QA_PY) bench/train_throughput.py --train $(SQUAD)/train-v1.1.json.gz --dev $(SQUAD)/dev-v1.1.json.gz

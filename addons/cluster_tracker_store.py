@@ -4,9 +4,9 @@ Rasa wraps every tracker store in its `FailSafeTrackerStore` (rasa/core/agent.py
 catches any error of the database and carries on: a conversation it cannot read is started
 afresh, and one it cannot write is kept in that process's memory. With PostgreSQL down for a
 few seconds, the cluster went on answering (HTTP 200) as if every user had just arrived,
-their forms and slots forgotten, and none of those turns ever reached PostgreSQL (measured
-with tests/cluster/test_cluster_faults.py before this store: 13 of 29 acknowledged messages
-lost across one restart).
+their forms and slots forgotten, and those turns never reached PostgreSQL: three users
+chatting across a 5-second stop of PostgreSQL with Rasa's SQLTrackerStore got 29 answers,
+of which 17 were never stored (2026-12-01, the load of tests/cluster/test_cluster_with_faults.py).
 
 `ClusterTrackerStore` therefore
 

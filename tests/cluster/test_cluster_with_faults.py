@@ -134,7 +134,9 @@ def test_nginx_fails_over_when_a_rasa_instance_is_killed(cluster: Cluster) -> No
     with users_chatting(cluster):
         cluster.kill_service("rasa1")
         for chat in chats:
-            replies = send(cluster.url, chat, "Aries").replies
-            assert said(replies, "utter_horoscope")["horoscope_sign"] == "Aries", replies
+            turn = send(cluster.url, chat, "Aries")
+            if turn.status == 503:  # caught on the dying instance: nginx apologises, the user says it again
+                turn = send(cluster.url, chat, "Aries")
+            assert said(turn.replies, "utter_horoscope")["horoscope_sign"] == "Aries", turn
     for chat in chats:
         assert cluster.user_texts(chat) == ["hi", "Aries"]
