@@ -26,6 +26,12 @@ requests alike, in both of the channels people use:
   `rasa run --connector addons.message_limit.LengthLimitedShellInput` start the same
   terminal chat as `rasa shell` (scripts/run-chat.sh). `rasa shell` itself cannot take
   it: it always uses Rasa's built-in `cmdline` channel, so it has no limit.
+
+The REST channel also refuses a malformed body (not a JSON object, no usable sender, a message
+that is not text or only blank space) with a 400 before Rasa reads it (addons/webhook_body.py).
+The terminal chat's client, Rasa's own, always sends a string sender and message, and a 400 would
+end it (it raises on any error status); it can send an empty line, which, like any blank message,
+is answered with nothing instead of being parsed.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ from rasa.core.channels.channel import UserMessage
 from rasa.core.channels.console import CmdlineInput
 from rasa.core.channels.rest import RestInput
 from sanic import Blueprint
+
+from addons.webhook_body import refuse_malformed_body
 
 MAX_MESSAGE_CHARS_VARIABLE = "MAX_MESSAGE_CHARS"
 DEFAULT_MAX_MESSAGE_CHARS = 2000
@@ -76,7 +84,11 @@ def limit_length(message: UserMessage, max_chars: int) -> UserMessage:
 
 
 class _LengthLimit:
-    """Mixin for a RestInput subclass: every message passes `limit_length` on its way to Rasa."""
+    """Mixin for a RestInput subclass: every message passes `limit_length` on its way to Rasa.
+
+    A blank message (Rasa strips the text) is not handed on at all: the request is answered with
+    no replies, nothing is stored and NLU, which could read it as any intent, never sees it.
+    """
 
     def __init__(self, max_chars: int | None = None) -> None:
         super().__init__()
@@ -86,13 +98,24 @@ class _LengthLimit:
         """The parent's routes, with a handler that limits each message first."""
 
         async def limited(message: UserMessage) -> Any:
+            if not message.text:
+                return None
             return await on_new_message(limit_length(message, self.max_chars))
 
         return super().blueprint(limited)
 
 
 class LengthLimitedRestInput(_LengthLimit, RestInput):
-    """Rasa's REST channel (`rest`) with the length limit: the web widget and HTTP clients."""
+    """Rasa's REST channel (`rest`) with the length limit: the web widget and HTTP clients.
+
+    A malformed body gets a 400 before Rasa's handler runs (addons/webhook_body.py).
+    """
+
+    def blueprint(self, on_new_message: MessageHandler) -> Blueprint:
+        """The length-limited routes, behind a check of each request's body."""
+        routes = super().blueprint(on_new_message)
+        routes.middleware(refuse_malformed_body, "request")
+        return routes
 
 
 class LengthLimitedShellInput(_LengthLimit, CmdlineInput):

@@ -1,4 +1,5 @@
-"""Over-long messages reach Rasa already parsed as `message_too_long`, over real HTTP, both channels.
+"""Over-long messages reach Rasa already parsed as `message_too_long`, over real HTTP, both channels;
+malformed bodies get a 400 from the REST channel and blank messages reach Rasa from neither.
 
 The channels run in a real Sanic server on loopback, registered the way Rasa registers
 them; the agent behind them only records what it is handed. The end-to-end tests
@@ -10,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -94,6 +97,17 @@ def _post(url: str, text: str) -> str:
         return response.read().decode()
 
 
+def _post_body(url: str, body: bytes) -> tuple[int, Any]:
+    """POSTs `body` as it is: the status and the JSON answered (a streamed answer is JSON lines)."""
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            status, raw = response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        status, raw = error.code, error.read().decode()
+    return status, [json.loads(line) for line in raw.splitlines() if line]
+
+
 def _is_too_long(message: UserMessage) -> bool:
     return message.parse_data is not None and message.parse_data["intent"]["name"] == TOO_LONG_INTENT
 
@@ -118,6 +132,62 @@ def test_a_megabyte_message_is_handed_on_parsed_and_cut(served: Served, prefix: 
     # The message that follows is Rasa's to parse as usual.
     assert short.text == short_text
     assert short.parse_data is None
+
+
+@pytest.mark.parametrize("query", ["", "?stream=true"], ids=["plain", "streamed"])
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"", "the body is empty"),
+        (b"[]", "the body is an array"),
+        (b'{"sender": "alice", "message": ' + b"[" * 500 + b"]" * 500 + b"}", "the body nests more than"),
+        (b'{"message": "hi"}', '"sender" is missing'),
+        (b'{"sender": ["alice"], "message": "hi"}', '"sender" must be a string, not an array'),
+        (b'{"sender": "alice", "message": 7}', '"message" must be a string, not a number'),
+        (b'{"sender": "alice", "message": " \\n "}', '"message" is empty or only blank space'),
+    ],
+    ids=["empty", "array", "nested-500", "no-sender", "sender-list", "message-number", "message-blank"],
+)
+def test_the_rest_channel_refuses_a_malformed_body_before_rasa_reads_it(
+    served: Served, body: bytes, error: str, query: str
+) -> None:
+    served.agent.messages.clear()
+
+    status, answers = _post_body(f"{served.url}/rest{WEBHOOK_PATH}{query}", body)
+
+    assert status == 400
+    assert len(answers) == 1 and answers[0]["error"].startswith(error), answers
+    assert served.agent.messages == []
+
+
+def test_a_good_body_reaches_rasa_with_its_metadata(served: Served) -> None:
+    served.agent.messages.clear()
+    body = {"sender": "bob", "message": " hi ", "metadata": {"page": "/"}, "input_channel": "site"}
+
+    status, _ = _post_body(f"{served.url}/rest{WEBHOOK_PATH}", json.dumps(body).encode())
+
+    assert status == 200
+    (message,) = served.agent.messages
+    assert (message.sender_id, message.text, message.metadata) == ("bob", "hi", {"page": "/"})
+    assert message.input_channel == "site"
+
+
+def test_the_health_check_is_not_a_webhook_body(served: Served) -> None:
+    with urllib.request.urlopen(f"{served.url}/rest/rest/", timeout=60) as response:
+        assert json.loads(response.read()) == {"status": "ok"}
+
+
+@pytest.mark.parametrize(("query", "answered"), [("", [[]]), ("?stream=true", [])], ids=["plain", "streamed"])
+def test_the_terminal_chat_gets_no_reply_to_an_empty_line(served: Served, query: str, answered: list) -> None:
+    """Rasa's terminal chat sends "" for an empty line and ends on an error status: nothing is parsed."""
+    served.agent.messages.clear()
+
+    status, answers = _post_body(
+        f"{served.url}/shell{WEBHOOK_PATH}{query}", b'{"sender": "eve", "message": "  "}'
+    )
+
+    assert (status, answers) == (200, answered)
+    assert served.agent.messages == []
 
 
 def test_channels_keep_the_names_and_url_of_rasas_own() -> None:
