@@ -24,7 +24,7 @@ RASA_SOURCES := domain.yml config.yml $(shell find data -name '*.yml' -not -path
 
 .PHONY: help install run serve test lint validate test-actions test-retrieval test-e2e test-stories test-rasa-cli \
 	test-browser test-nlu \
-	nlu-eval train train-reader ship-reader calibrate-reader tune export-reader qa-serve test-service lock clean \
+	nlu-eval train train-reader ship-reader calibrate-reader calibrate-confidence tune export-reader qa-serve test-service lock clean \
 	bench bench-retrieval bench-qa bench-reader bench-abstention bench-turns bench-train bench-scale
 
 .PHONY: serve-cluster test-cluster bench-reliability
@@ -101,6 +101,12 @@ ship-reader: $(QA_VENV)/.installed ## copy READER_RUN's best model to models/rea
 
 calibrate-reader: $(QA_VENV)/.installed ## pick the reader's abstention threshold on SQuAD 2.0 dev
 	$(QA_PY) -m retrieval.training.train --calibrate $(SQUAD)/dev-v2.0.json.gz --out $(READER)
+
+# Held-out SQuAD dev and knowledge-base questions through the service's own path; writes
+# $(READER)/confidence_calibration.json and bench/results/confidence.{json,png}.
+calibrate-confidence: $(QA_VENV)/.installed ## fit the QA service's confidence (P(answer right)) for READER
+	$(QA_PY) -m retrieval.service.calibrate --squad $(SQUAD)/dev-v1.1.json.gz \
+		--squad-v2 $(SQUAD)/dev-v2.0.json.gz --reader $(READER) --write
 
 tune: $(QA_VENV)/.installed ## Optuna search over DDP reader runs (SQLite study; rerun to add trials)
 	$(QA_PY) -m retrieval.training.tune --train $(SQUAD)/train-v1.1.json.gz --dev $(SQUAD)/dev-v1.1.json.gz \

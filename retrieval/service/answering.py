@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from retrieval.index.encoder import SentenceEncoder
 from retrieval.index.store import RetrievalIndex, build_index, load_index
 from retrieval.reader.model import Answer, Reader
+from retrieval.service.calibration import AnswerSignals, ConfidenceCalibration
 from retrieval.service.schemas import AnswerResponse, CandidateOut, Source, SourceRef, Timings
 from retrieval.service.settings import CANDIDATES, ServiceConfig
 from retrieval.training.export import ensure_export
@@ -76,6 +77,7 @@ class QAService:
         self.metrics = Metrics()
         self.index: RetrievalIndex | None = None
         self.reader: Reader | None = None
+        self.calibration: ConfidenceCalibration | None = None
         self.components = {"index": Component(), "reader": Component()}
         self._retrieve_lock = threading.Lock()
         self._read_lock = threading.Lock()
@@ -132,11 +134,13 @@ class QAService:
                 reader.tokenizer,
                 dataclasses.replace(reader.config, abstain_threshold=self.config.abstain_threshold),
             )
+        self.calibration = ConfidenceCalibration.load(self.config.reader_dir)
         self.reader = reader
         return {
             "directory": str(self.config.reader_dir),
             "backend": self.config.reader_backend,
             "abstain_threshold": reader.config.abstain_threshold,
+            "confidence_calibrated": self.calibration is not None,
         }
 
     def readiness(self) -> dict[str, Any]:
@@ -173,19 +177,26 @@ class QAService:
         for stage, seconds in (("retrieve", retrieve), ("read", read), ("total", total)):
             self.metrics.latency.labels(stage).observe(seconds)
         response = _response(
-            answer, relevance, Timings(retrieve=retrieve * 1e3, read=read * 1e3, total=total * 1e3)
+            answer,
+            relevance,
+            Timings(retrieve=retrieve * 1e3, read=read * 1e3, total=total * 1e3),
+            self.calibration,
         )
         if response.abstain_reason is not None:
             self.metrics.abstentions.labels(response.abstain_reason).inc()
         return response
 
 
-def _response(answer: Answer | None, relevance: float, timings: Timings) -> AnswerResponse:
-    """The response body; `answer` None means the question was off-topic and not read."""
+def _response(
+    answer: Answer | None, relevance: float, timings: Timings, calibration: ConfidenceCalibration | None
+) -> AnswerResponse:
+    """The response body; `answer` None means the question was off-topic and not read. The answer's
+    confidence is calibrated when the reader has a calibration; candidates keep the reader's shares."""
     if answer is None:
         return AnswerResponse(
             answer=None,
             confidence=0.0,
+            reader_confidence=0.0,
             relevance=relevance,
             abstained=True,
             abstain_reason="off_topic",
@@ -193,13 +204,17 @@ def _response(answer: Answer | None, relevance: float, timings: Timings) -> Answ
             candidates=[],
             timings_ms=timings,
         )
+    shares = [(c.text, c.confidence) for c in answer.candidates]
     passage = answer.passage
     source = None
     if passage is not None:
         source = Source(title=passage.title, passage_id=passage.passage_id, text=passage.text)
     return AnswerResponse(
         answer=None if answer.abstained else answer.text,
-        confidence=answer.confidence,
+        confidence=calibration.probability(AnswerSignals.of(shares, relevance))
+        if calibration
+        else answer.confidence,
+        reader_confidence=answer.confidence,
         relevance=relevance,
         abstained=answer.abstained,
         abstain_reason="low_confidence" if answer.abstained else None,

@@ -61,7 +61,7 @@ class Source(SourceRef):
 
 class CandidateOut(BaseModel):
     text: str
-    confidence: float
+    confidence: float = Field(description="the reader's share for this span (uncalibrated)")
     source: SourceRef
 
 
@@ -76,7 +76,14 @@ AbstainReason = Literal["off_topic", "low_confidence"]
 
 class AnswerResponse(BaseModel):
     answer: str | None = Field(description="null when the service abstains")
-    confidence: float = Field(description="of the best span, also when abstaining; 0 when off-topic")
+    confidence: float = Field(
+        description="probability that the answer is right (calibrated on held-out questions, see "
+        "retrieval.service.calibration; the reader's share when its model has no calibration), also "
+        "when abstaining; 0 when off-topic"
+    )
+    reader_confidence: float = Field(
+        description="the reader's own share for its best span, before calibration; 0 when off-topic"
+    )
     relevance: float = Field(description="cosine similarity of the question and the best passage")
     abstained: bool
     abstain_reason: AbstainReason | None = Field(

@@ -5,8 +5,8 @@
 
 Both are scored by the same function on every dev question (not a sample), so a training stage
 that made the reader worse can never reach users. The comparison is written to the shipped
-folder as `dev_eval.json`; the old `calibration.json` is dropped with the old weights (run
-`make calibrate-reader` again).
+folder as `dev_eval.json`; the old `calibration.json` and `confidence_calibration.json` are
+dropped with the old weights (run `make calibrate-reader` and `make calibrate-confidence` again).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ MODEL_FILES = (
     "metrics.json",
     "trainer_state.json",
 )
-STALE_WITH_NEW_WEIGHTS = ("calibration.json",)
+STALE_WITH_NEW_WEIGHTS = ("calibration.json", "confidence_calibration.json")
 REPORT_FILE = "dev_eval.json"
 
 

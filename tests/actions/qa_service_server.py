@@ -72,6 +72,7 @@ def _answer_body(question: str, face: str) -> dict[str, Any]:
         return {
             "answer": None,
             "confidence": 0.0,
+            "reader_confidence": 0.0,
             "relevance": OFF_TOPIC_RELEVANCE,
             "abstained": True,
             "abstain_reason": "off_topic",
@@ -86,6 +87,7 @@ def _answer_body(question: str, face: str) -> dict[str, Any]:
     return {
         "answer": None if abstained else answer,
         "confidence": confidence,
+        "reader_confidence": confidence,
         "relevance": ON_TOPIC_RELEVANCE,
         "abstained": abstained,
         "abstain_reason": "low_confidence" if abstained else None,

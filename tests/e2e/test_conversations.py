@@ -9,10 +9,13 @@ shared by all of them.
 
 from __future__ import annotations
 
+import json
 import re
+import urllib.request
 
 import pytest
 
+from actions.settings import DEFAULT_QA_MIN_CONFIDENCE
 from scripts.stack import Stack
 from tests.e2e.bot_replies import REPO_ROOT, answered, said
 from tests.e2e.rest_chat import HoroscopeApi, RestChat, assert_horoscope, subscribed_sign
@@ -93,6 +96,21 @@ def test_a_knowledge_question_is_answered_with_its_source(
     assert any(expected in answer["answer"] for expected in expected_answers), answer
     title = answer["source_title"]
     assert any(title == doc or title.startswith(f"{doc} - ") for doc in _document_titles()), title
+    # The hedge follows the service's calibrated confidence (the probability the answer is right).
+    confidence = _service_confidence(stack, question)
+    hedged = said(replies, "utter_answer_unsure") is not None
+    assert hedged == (confidence < DEFAULT_QA_MIN_CONFIDENCE), (confidence, replies)
+
+
+def _service_confidence(stack: Stack, question: str) -> float:
+    """The confidence the QA service gives `question`, asked directly."""
+    request = urllib.request.Request(
+        f"{stack.qa_url}/answer",
+        data=json.dumps({"question": question}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)["confidence"]
 
 
 @pytest.mark.parametrize(

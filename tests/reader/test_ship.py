@@ -39,6 +39,7 @@ def test_a_better_reader_replaces_the_shipped_one(trained_run, untrained_reader,
     shipped = untrained_reader
     (shipped / "README.md").write_text("model card\n")
     (shipped / "calibration.json").write_text("{}\n")
+    (shipped / "confidence_calibration.json").write_text("{}\n")
 
     report = ship(trained_run, shipped, squad_file, threads=1)
 
@@ -46,6 +47,7 @@ def test_a_better_reader_replaces_the_shipped_one(trained_run, untrained_reader,
     assert (shipped / "model.safetensors").read_bytes() == (trained_run / "model.safetensors").read_bytes()
     assert (shipped / "README.md").read_text() == "model card\n"  # the card is the shipped one's
     assert not (shipped / "calibration.json").exists()  # it described the old weights
+    assert not (shipped / "confidence_calibration.json").exists()
     assert json.loads((shipped / REPORT_FILE).read_text())["candidate"] == report["candidate"]
 
 

@@ -56,7 +56,7 @@ def test_answers_from_the_document_about_the_sign(knowledge_service: ServiceProc
     assert body["answer"] in body["source"]["text"]
     assert body["candidates"][0]["text"] == body["answer"]
     assert body["candidates"][0]["source"]["passage_id"] == body["source"]["passage_id"]
-    assert body["confidence"] == pytest.approx(body["candidates"][0]["confidence"])
+    assert body["reader_confidence"] == pytest.approx(body["candidates"][0]["confidence"])
     assert set(body["timings_ms"]) == {"retrieve", "read", "total"}
     assert body["timings_ms"]["total"] >= body["timings_ms"]["read"]
 
@@ -111,7 +111,7 @@ def test_abstains_below_the_overridden_threshold(abstaining_service: ServiceProc
 
     assert body["abstained"] is True and body["abstain_reason"] == "low_confidence"
     assert body["answer"] is None and body["source"] is None
-    assert body["confidence"] < HIGH_ABSTAIN_THRESHOLD
+    assert body["reader_confidence"] < HIGH_ABSTAIN_THRESHOLD  # the threshold is on the reader's share
     assert body["relevance"] >= DEFAULT_MIN_RELEVANCE, "on topic: the reader was asked"
     assert body["candidates"], "an abstention still lists the guesses it rejected"
     assert metric_samples(abstaining_service)[LOW_CONFIDENCE] == before + 1
