@@ -22,6 +22,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 from sqlalchemy.exc import SQLAlchemyError
 
+from actions.follow_ups import LastTurn, find_subject, rewrite
 from actions.horoscope import HoroscopeProvider, HoroscopeUnavailable, UnknownSign, provider_from_settings
 from actions.qa import QaClient, QaUnavailable, QuestionRejected
 from actions.settings import DEFAULT_QA_MIN_CONFIDENCE, Settings
@@ -35,6 +36,14 @@ DELIVERED_SLOT = "horoscope_delivered"
 SUBSCRIBED_SLOT = "is_subscribed"
 BIRTHDATE_ENTITY = "birthdate"
 REQUESTED_SLOT = "requested_slot"
+# What the last knowledge question was: set by action_answer_question, read by the next one to
+# make a follow-up standalone, cleared by a horoscope and by a new session.
+LAST_TURN_SLOT = "last_turn"  # "question" after a knowledge answer (or abstention); steers the dialogue
+LAST_QUESTION_SLOT = "last_question"
+LAST_ANSWER_SLOT = "last_answer"
+LAST_SUBJECT_SLOT = "last_subject"
+LAST_SOURCE_SLOT = "last_source"
+FOLLOW_UP_SLOTS = (LAST_TURN_SLOT, LAST_QUESTION_SLOT, LAST_ANSWER_SLOT, LAST_SUBJECT_SLOT, LAST_SOURCE_SLOT)
 
 RunMethod = Callable[[Any, CollectingDispatcher, Tracker, DomainDict], Awaitable[list[EventType]]]
 
@@ -203,6 +212,9 @@ class ActionGetHoroscope(_UsesServices, Action):
         if sign is None:
             return [SlotSet(SIGN_SLOT, None), SlotSet(DELIVERED_SLOT, False)]
         events = [SlotSet(SIGN_SLOT, sign), *await deliver_horoscope(dispatcher, self.services, sign)]
+        if tracker.get_slot(LAST_TURN_SLOT) is not None:
+            # "what about Leo?" after a horoscope switches the sign: the last question stops steering.
+            events.append(SlotSet(LAST_TURN_SLOT, None))
         return [*events, SlotSet(SUBSCRIBED_SLOT, await self._is_subscribed(tracker.sender_id))]
 
     async def _is_subscribed(self, sender_id: str) -> bool:
@@ -254,7 +266,8 @@ def _session_started(tracker: Tracker, domain: DomainDict) -> list[EventType]:
         events += [
             SlotSet(name, value)
             for name, value in tracker.current_slot_values().items()
-            if value is not None and name != REQUESTED_SLOT
+            # A follow-up after a pause is not tied to the old session's question.
+            if value is not None and name != REQUESTED_SLOT and name not in FOLLOW_UP_SLOTS
         ]
     return events
 
@@ -300,10 +313,11 @@ class ActionAnswerQuestion(_UsesServices, Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
-        question = (tracker.latest_message.get("text") or "").strip()
-        if not question:
+        message = (tracker.latest_message.get("text") or "").strip()
+        if not message:
             dispatcher.utter_message(response="utter_cannot_answer")
             return []
+        question = _standalone_question(tracker, message)
         try:
             found = await asyncio.to_thread(self.services.qa.ask, question)
         except QuestionRejected:
@@ -321,4 +335,53 @@ class ActionAnswerQuestion(_UsesServices, Action):
                 answer=found.answer,
                 source_title=found.source_title,
             )
+        asked = found.question or question
+        subject = find_subject(asked)
+        return [
+            *_keep_own_sign(tracker),
+            SlotSet(LAST_TURN_SLOT, "question"),
+            SlotSet(LAST_QUESTION_SLOT, asked),
+            SlotSet(LAST_ANSWER_SLOT, found.answer),
+            SlotSet(LAST_SUBJECT_SLOT, subject.text if subject else None),
+            SlotSet(LAST_SOURCE_SLOT, found.source_title),
+        ]
+
+
+def _standalone_question(tracker: Tracker, message: str) -> str:
+    """The message, rewritten as a standalone question when it follows up the last one.
+
+    A sign named on its own after a knowledge answer (the NLU's inform_sign: "Leo", "I'm a leo")
+    asks the last question about that sign, as "and Leo?" does.
+    """
+    last_question = tracker.get_slot(LAST_QUESTION_SLOT)
+    if not last_question or tracker.get_slot(LAST_TURN_SLOT) != "question":
+        return message
+    last = LastTurn(last_question, tracker.get_slot(LAST_ANSWER_SLOT))
+    result = rewrite(last, message)
+    sign = next(tracker.get_latest_entity_values(SIGN_SLOT), None)
+    if not result.rewritten and sign and tracker.get_intent_of_latest_message() == "inform_sign":
+        result = rewrite(last, f"and {normalise_sign(str(sign)) or sign}?")
+    if result.rewritten:
+        logger.info(
+            "Follow-up in conversation %s (%s): %r -> %r",
+            tracker.sender_id,
+            result.kind,
+            message,
+            result.question,
+        )
+    return result.question
+
+
+def _keep_own_sign(tracker: Tracker) -> list[EventType]:
+    """Undo horoscope_sign's mapping when a sign named in a follow-up set it: Leo was asked about,
+    not given as the user's own sign."""
+    if tracker.get_intent_of_latest_message() != "inform_sign":
         return []
+    before, seen_user = None, False
+    for event in reversed(tracker.events):
+        if event.get("event") == "user":
+            seen_user = True
+        elif seen_user and event.get("event") == "slot" and event.get("name") == SIGN_SLOT:
+            before = event.get("value")
+            break
+    return [] if tracker.get_slot(SIGN_SLOT) == before else [SlotSet(SIGN_SLOT, before)]

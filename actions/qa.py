@@ -6,8 +6,10 @@ POST {base_url}/answer with {"question": str} answers
 errors are {"error", "request_id"}: 422 for a question it refuses, 503 while it
 is not ready. The contract is retrieval/service/schemas.py (exported for the
 tests to tests/contracts/qa_service.json); this client reads only answer,
-confidence, abstained and source.title. The action only sees `QaAnswer` or one
-of the two exceptions below, never a transport detail.
+confidence, abstained, source.title and question (the question it answered,
+echoed so a rewritten follow-up can be seen; optional for older services).
+The action only sees `QaAnswer` or one of the two exceptions below, never a
+transport detail.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class QaAnswer:
     answer: str | None
     confidence: float
     source_title: str | None
+    question: str | None = None
 
     @property
     def abstained(self) -> bool:
@@ -87,12 +90,17 @@ def _parse_answer(payload: Any) -> QaAnswer:
     abstained = payload["abstained"]
     if not isinstance(abstained, bool):
         raise TypeError("abstained is not a boolean")
+    question = payload.get("question")
+    if question is not None and not isinstance(question, str):
+        raise TypeError("question is not a string")
     answer = payload.get("answer")
     if abstained or answer is None:
-        return QaAnswer(answer=None, confidence=float(confidence), source_title=None)
+        return QaAnswer(answer=None, confidence=float(confidence), source_title=None, question=question)
     if not isinstance(answer, str) or not answer.strip():
         raise ValueError("answer is not a non-empty string")
     title = (payload.get("source") or {})["title"]
     if not isinstance(title, str) or not title.strip():
         raise ValueError("source title is not a non-empty string")
-    return QaAnswer(answer=answer.strip(), confidence=float(confidence), source_title=title.strip())
+    return QaAnswer(
+        answer=answer.strip(), confidence=float(confidence), source_title=title.strip(), question=question
+    )

@@ -177,6 +177,7 @@ class QAService:
         for stage, seconds in (("retrieve", retrieve), ("read", read), ("total", total)):
             self.metrics.latency.labels(stage).observe(seconds)
         response = _response(
+            question,
             answer,
             relevance,
             Timings(retrieve=retrieve * 1e3, read=read * 1e3, total=total * 1e3),
@@ -188,12 +189,17 @@ class QAService:
 
 
 def _response(
-    answer: Answer | None, relevance: float, timings: Timings, calibration: ConfidenceCalibration | None
+    question: str,
+    answer: Answer | None,
+    relevance: float,
+    timings: Timings,
+    calibration: ConfidenceCalibration | None,
 ) -> AnswerResponse:
     """The response body; `answer` None means the question was off-topic and not read. The answer's
     confidence is calibrated when the reader has a calibration; candidates keep the reader's shares."""
     if answer is None:
         return AnswerResponse(
+            question=question,
             answer=None,
             confidence=0.0,
             reader_confidence=0.0,
@@ -210,6 +216,7 @@ def _response(
     if passage is not None:
         source = Source(title=passage.title, passage_id=passage.passage_id, text=passage.text)
     return AnswerResponse(
+        question=question,
         answer=None if answer.abstained else answer.text,
         confidence=calibration.probability(AnswerSignals.of(shares, relevance))
         if calibration

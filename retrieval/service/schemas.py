@@ -75,6 +75,10 @@ AbstainReason = Literal["off_topic", "low_confidence"]
 
 
 class AnswerResponse(BaseModel):
+    question: str = Field(
+        description="the question this answer is for, as the service read it (a client that rewrote a "
+        "follow-up shows what was asked)"
+    )
     answer: str | None = Field(description="null when the service abstains")
     confidence: float = Field(
         description="probability that the answer is right (calibrated on held-out questions, see "

@@ -15,8 +15,9 @@ tests/actions/test_qa_contract.py checks every reply below against it.
         garbage    200 with an HTML body (outside the contract: a proxy's page)
         malformed  200 JSON with a confidence of 7 and no "abstained" (outside the contract)
 
-The healthy face answers the questions in KNOWLEDGE (matched by keyword) with confidence 0.92
-and abstains as off-topic on anything else. Run this file to serve it by hand:
+Every answer echoes the question it answered. The healthy face answers the questions in
+KNOWLEDGE (matched by keyword) with confidence 0.92 and abstains as off-topic on anything
+else. Run this file to serve it by hand:
     python tests/actions/qa_service_server.py --port 8000
 """
 
@@ -38,6 +39,8 @@ CONTRACT: dict[str, Any] = json.loads(CONTRACT_FILE.read_text())
 KNOWLEDGE = {
     "tetrabiblos": ("Claudius Ptolemy", "History of Astrology"),
     "scorpio": ("Mars, and in modern astrology Pluto", "Scorpio"),
+    "element is aries": ("Fire", "Aries"),
+    "element is leo": ("Fire", "Leo"),
     "ophiuchus": ("a constellation the Sun crosses that is not one of the twelve signs", "The Zodiac"),
 }
 CONFIDENT = 0.92
@@ -70,6 +73,7 @@ def _answer_body(question: str, face: str) -> dict[str, Any]:
     found = _lookup(question)
     if found is None:
         return {
+            "question": question,
             "answer": None,
             "confidence": 0.0,
             "reader_confidence": 0.0,
@@ -85,6 +89,7 @@ def _answer_body(question: str, face: str) -> dict[str, Any]:
     confidence = {"unsure": UNSURE, "abstain": ABSTAINING}.get(face, CONFIDENT)
     reference = {"title": title, "passage_id": f"{title.lower().replace(' ', '-')}#0-0"}
     return {
+        "question": question,
         "answer": None if abstained else answer,
         "confidence": confidence,
         "reader_confidence": confidence,

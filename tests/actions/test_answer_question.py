@@ -12,9 +12,11 @@ from dataclasses import replace
 
 import pytest
 from qa_service_server import CONFIDENT, UNSURE, QaServiceServer
+from rasa_sdk.events import SlotSet
 from test_custom_actions import make_tracker, run, services
 
 from actions.actions import ActionAnswerQuestion, Services
+from actions.follow_ups import find_subject
 from actions.qa import QaAnswer, QaClient, QaUnavailable, QuestionRejected
 from actions.subscriptions import SubscriptionStore
 from scripts.stack import free_port
@@ -24,6 +26,18 @@ TIMEOUT_S = 0.5  # shorter than the server's slow_s, so the slow face times out
 
 def qa_client(service: QaServiceServer, face: str = "") -> QaClient:
     return QaClient(f"{service.url}/{face}" if face else service.url, timeout_s=TIMEOUT_S)
+
+
+def remembered(question: str, answer: str | None, source: str | None) -> list[SlotSet]:
+    """The slots action_answer_question sets once the service replied (see test_follow_ups.py)."""
+    subject = find_subject(question)
+    return [
+        SlotSet("last_turn", "question"),
+        SlotSet("last_question", question),
+        SlotSet("last_answer", answer),
+        SlotSet("last_subject", subject.text if subject else None),
+        SlotSet("last_source", source),
+    ]
 
 
 def answer(store: SubscriptionStore, client: QaClient, text: str, intent: str = "ask_question"):
@@ -36,7 +50,9 @@ def answer(store: SubscriptionStore, client: QaClient, text: str, intent: str = 
 
 def test_client_posts_the_question_and_reads_the_answer(qa_service: QaServiceServer) -> None:
     found = qa_client(qa_service).ask("Who wrote the Tetrabiblos?")
-    assert found == QaAnswer("Claudius Ptolemy", CONFIDENT, "History of Astrology")
+    assert found == QaAnswer(
+        "Claudius Ptolemy", CONFIDENT, "History of Astrology", question="Who wrote the Tetrabiblos?"
+    )
     assert json.loads(qa_service.requests_seen[-1]) == {"question": "Who wrote the Tetrabiblos?"}
 
 
@@ -67,7 +83,9 @@ def test_client_with_nobody_listening_is_unavailable() -> None:
 
 def test_a_confident_answer_names_its_source(store: SubscriptionStore, qa_service: QaServiceServer) -> None:
     events, said = answer(store, qa_client(qa_service), "What is the ruling planet of Scorpio?")
-    assert events == []
+    assert events == remembered(
+        "What is the ruling planet of Scorpio?", "Mars, and in modern astrology Pluto", "Scorpio"
+    )
     assert said == [
         ("utter_answer", {"answer": "Mars, and in modern astrology Pluto", "source_title": "Scorpio"})
     ]
@@ -85,7 +103,7 @@ def test_a_low_confidence_answer_says_it_is_unsure(
 ) -> None:
     events, said = answer(store, qa_client(qa_service, "unsure"), "who wrote the tetrabiblos")
     assert Services.qa_min_confidence > UNSURE
-    assert events == []
+    assert events == remembered("who wrote the tetrabiblos", "Claudius Ptolemy", "History of Astrology")
     assert said == [
         ("utter_answer_unsure", {"answer": "Claudius Ptolemy", "source_title": "History of Astrology"})
     ]
@@ -104,7 +122,10 @@ def test_an_abstention_says_what_the_bot_can_do(
     store: SubscriptionStore, qa_service: QaServiceServer, face: str
 ) -> None:
     question = "How do I bake bread?" if not face else "Who wrote the Tetrabiblos?"
-    assert answer(store, qa_client(qa_service, face), question) == ([], [("utter_cannot_answer", {})])
+    events, said = answer(store, qa_client(qa_service, face), question)
+    assert said == [("utter_cannot_answer", {})]
+    # An unanswered question is remembered too: "and Leo?" after it is rewritten from it.
+    assert events == remembered(question, None, None)
 
 
 def test_an_empty_message_is_not_sent(store: SubscriptionStore, qa_service: QaServiceServer) -> None:

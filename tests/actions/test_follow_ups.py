@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-import pytest
+import json
 
+import pytest
+from qa_service_server import QaServiceServer
+from rasa_sdk import Tracker
+from rasa_sdk.events import SlotSet
+from test_custom_actions import DOMAIN, make_tracker, run, services
+
+from actions.actions import ActionAnswerQuestion, ActionGetHoroscope, ActionSessionStart
 from actions.follow_ups import LastTurn, Rewrite, find_subject, person_in, rewrite
+from actions.qa import QaClient
+from actions.subscriptions import SubscriptionStore
 
 ELEMENT_OF_ARIES = LastTurn("What element is Aries?", "Fire")
 RULER_OF_SCORPIO = LastTurn("What is the ruling planet of Scorpio?", "Mars")
@@ -94,3 +103,75 @@ def test_subjects_and_people() -> None:
     assert person_in("Claudius Ptolemy") == "Claudius Ptolemy"
     assert person_in("Mars") is None
     assert person_in("fire") is None
+
+
+# --- in action_answer_question, against the QA stand-in on loopback ------------------------
+
+
+def ask(store: SubscriptionStore, qa_service: QaServiceServer, tracker: Tracker) -> tuple[list, list]:
+    client = QaClient(qa_service.url, timeout_s=2.0)
+    return run(ActionAnswerQuestion(services(store, qa=client)), tracker)
+
+
+def last_asked(qa_service: QaServiceServer) -> str:
+    return json.loads(qa_service.requests_seen[-1])["question"]
+
+
+AFTER_ARIES = {
+    "last_turn": "question",
+    "last_question": "What element is Aries?",
+    "last_answer": "Fire",
+    "last_subject": "Aries",
+}
+
+
+def test_the_action_asks_the_rewritten_follow_up_and_remembers_it(
+    store: SubscriptionStore, qa_service: QaServiceServer
+) -> None:
+    tracker = make_tracker(slots=AFTER_ARIES, text="and Leo?", intent="ask_question")
+    events, said = ask(store, qa_service, tracker)
+    assert last_asked(qa_service) == "What element is Leo?"
+    assert said == [("utter_answer", {"answer": "Fire", "source_title": "Leo"})]
+    assert SlotSet("last_question", "What element is Leo?") in events
+    assert SlotSet("last_subject", "Leo") in events
+
+
+def test_a_sign_on_its_own_asks_the_last_question_and_is_not_the_users_sign(
+    store: SubscriptionStore, qa_service: QaServiceServer
+) -> None:
+    slots = AFTER_ARIES | {"horoscope_sign": "leo"}  # set from the entity by the slot's mapping
+    tracker = make_tracker(
+        slots=slots, text="I'm a leo", intent="inform_sign", entities={"horoscope_sign": "leo"}
+    )
+    events, _ = ask(store, qa_service, tracker)
+    assert last_asked(qa_service) == "What element is Leo?"
+    assert SlotSet("horoscope_sign", None) in events  # the value before the message
+
+
+def test_after_an_abstention_the_unanswered_question_is_followed_up(
+    store: SubscriptionStore, qa_service: QaServiceServer
+) -> None:
+    unanswered = {"last_turn": "question", "last_question": "What is the lucky colour of Virgo?"}
+    ask(store, qa_service, make_tracker(slots=unanswered, text="what about Aries?", intent="inform_sign"))
+    assert last_asked(qa_service) == "What is the lucky colour of Aries?"
+
+
+def test_without_a_last_question_the_message_is_asked_as_it_stands(
+    store: SubscriptionStore, qa_service: QaServiceServer
+) -> None:
+    ask(store, qa_service, make_tracker(text="and Leo?", intent="ask_question"))
+    assert last_asked(qa_service) == "and Leo?"
+
+
+def test_a_horoscope_ends_the_follow_up_context(store: SubscriptionStore) -> None:
+    tracker = make_tracker(slots=AFTER_ARIES | {"horoscope_sign": "leo"})
+    events, _ = run(ActionGetHoroscope(services(store)), tracker)
+    assert SlotSet("last_turn", None) in events
+
+
+def test_a_new_session_forgets_the_last_question(store: SubscriptionStore) -> None:
+    tracker = Tracker.from_dict(
+        {"sender_id": "erin", "slots": {name: None for name in DOMAIN["slots"]} | AFTER_ARIES, "events": []}
+    )
+    events, _ = run(ActionSessionStart(services(store)), tracker)
+    assert not [e for e in events if e.get("event") == "slot" and e["name"].startswith("last_")]

@@ -52,6 +52,7 @@ def test_answers_from_the_document_about_the_sign(knowledge_service: ServiceProc
     assert result.status == 200, result.body
     body = result.body
     assert not body["abstained"] and body["answer"]
+    assert body["question"] == "What is the ruling planet of Scorpio?"  # echoed: what was answered
     assert document_of(body["source"]["passage_id"]) == "signs-scorpio"
     assert body["answer"] in body["source"]["text"]
     assert body["candidates"][0]["text"] == body["answer"]
