@@ -28,6 +28,7 @@ RASA_SOURCES := domain.yml config.yml $(shell find data -name '*.yml' -not -path
 	bench bench-retrieval bench-qa bench-reader bench-abstention bench-turns bench-train bench-scale
 
 .PHONY: serve-cluster test-cluster bench-reliability
+.PHONY: bench-follow-ups
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -169,7 +170,7 @@ SQUAD_TRAIN = $(SQUAD)/train-v1.1.json.gz
 SQUAD_DEV = $(SQUAD)/dev-v1.1.json.gz
 SQUAD_CORPUS = $(SQUAD_TRAIN) $(SQUAD_DEV)
 
-bench: bench-retrieval bench-qa bench-reader bench-abstention bench-turns bench-train bench-scale bench-reliability ## every benchmark
+bench: bench-retrieval bench-qa bench-reader bench-abstention bench-turns bench-train bench-scale bench-reliability bench-follow-ups ## every benchmark
 
 bench-retrieval: $(QA_VENV)/.installed ## retrievers on SQuAD paragraphs against unigram TF-IDF
 	$(QA_PY) bench/retrieval.py --corpus $(SQUAD_CORPUS) --questions $(SQUAD_DEV) --limit 1000 \
@@ -183,6 +184,9 @@ bench-reader: $(QA_VENV)/.installed ## reader speed on CPU: torch, ONNX fp32/int
 
 bench-abstention: $(QA_VENV)/.installed ## off-topic cut: relevance against reader confidence
 	$(QA_PY) bench/abstention.py --off-topic $(SQUAD_DEV) --reader $(READER)
+
+bench-follow-ups: $(QA_VENV)/.installed ## follow-up questions on the knowledge base: rewritten against as typed
+	$(QA_PY) bench/follow_ups.py --reader $(READER)
 
 bench-turns: install $(RASA_MODEL) ## chat-turn latency through Rasa's REST channel at 1/4/16 users
 	$(QA_PY) bench/turn_latency.py
