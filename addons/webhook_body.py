@@ -52,6 +52,7 @@ def _kind(value: Any) -> str:
 
 
 def _refuse_constant(name: str) -> Any:
+    """json.loads would take NaN and Infinity, which are not JSON (RFC 8259) and not data to store."""
     raise ValueError(f"{name} is not JSON")
 
 
