@@ -81,6 +81,26 @@ def knowledge_service(
 
 
 @pytest.fixture(scope="session")
+def unfiltered_service(
+    tmp_path_factory: pytest.TempPathFactory,
+    knowledge_service: ServiceProcess,
+    index_dir: Path,
+    reader_dir: Path,
+    export_dir: Path,
+) -> Iterator[ServiceProcess]:
+    """knowledge_service's index and reader with the relevance cut off: every question is read."""
+    with _running(
+        tmp_path_factory,
+        "unfiltered-service",
+        [
+            *("--index", str(index_dir), "--docs", "--reader", str(reader_dir)),
+            *("--export-dir", str(export_dir), "--min-relevance", "-1"),
+        ],
+    ) as service:
+        yield service
+
+
+@pytest.fixture(scope="session")
 def abstaining_service(
     tmp_path_factory: pytest.TempPathFactory,
     knowledge_service: ServiceProcess,

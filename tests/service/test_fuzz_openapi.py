@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import schemathesis
@@ -72,26 +70,6 @@ def fuzz(schema: schemathesis.BaseSchema, label: str, max_examples: int) -> Coun
     # Shown with -s: what the fuzzing tried, for the record.
     print(f"{label}: {statuses.total()} requests, statuses {dict(statuses)}, slowest {slowest:.2f}s")
     return statuses
-
-
-@pytest.fixture(scope="module")
-def unfiltered_service(
-    tmp_path_factory: pytest.TempPathFactory,
-    knowledge_service: ServiceProcess,
-    index_dir: Path,
-    reader_dir: Path,
-    export_dir: Path,
-) -> Iterator[ServiceProcess]:
-    """knowledge_service's index and reader with the relevance cut off: every question is read."""
-    args = ["--index", str(index_dir), "--docs", "--reader", str(reader_dir), "--export-dir", str(export_dir)]
-    service = ServiceProcess(
-        [*args, "--min-relevance", "-1"], tmp_path_factory.mktemp("fuzz") / "service.log"
-    )
-    try:
-        service.wait_for("/readyz", 200)
-        yield service
-    finally:
-        service.stop()
 
 
 def test_the_fuzzed_operations_are_all_the_documented_ones(knowledge_service: ServiceProcess) -> None:
