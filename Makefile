@@ -191,7 +191,7 @@ bench-follow-ups: $(QA_VENV)/.installed ## follow-up questions on the knowledge 
 bench-turns: install $(RASA_MODEL) ## chat-turn latency through Rasa's REST channel at 1/4/16 users
 	$(QA_PY) bench/turn_latency.py
 
-bench-reliability: install $(RASA_MODEL) ## the cluster at 1 and 2 Rasa instances: messages/s, p95, faults, events lost
+bench-reliability: install $(RASA_MODEL) ## make serve's stack, then the cluster at 1 and 2 Rasa instances: messages/s, p95, faults, events lost
 	$(QA_PY) bench/reliability.py
 
 bench-train: $(QA_VENV)/.installed ## reader training on CPU: train.py against HF Trainer (windows/s, memory, dev F1)
