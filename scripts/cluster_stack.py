@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scripts.cluster import Postgres, free_ports
-from scripts.stack import SERVICE_START_TIMEOUT_S, answers, stop_process
+from scripts.stack import SERVICE_START_TIMEOUT_S, answers, ready_script, stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLUSTER_SCRIPT = REPO_ROOT / "scripts" / "serve-cluster.sh"
@@ -97,16 +97,6 @@ class Cluster:
         return [row[0] for row in rows]
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """serve-cluster.sh stops every part on SIGTERM; its process group is killed if it hangs."""
-    process.terminate()
-    try:
-        process.wait(timeout=CLUSTER_STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-
-
 @contextmanager
 def running_cluster(
     run_dir: Path, instances: int = 2, env: Mapping[str, str] | None = None
@@ -127,25 +117,13 @@ def running_cluster(
         "CLUSTER_DIR": str(run_dir),
         "LOG_DIR": str(run_dir / "log"),
     }
-    output_path = run_dir / "serve-cluster.log"
-    with output_path.open("wb") as output:
-        process = subprocess.Popen(
-            [str(CLUSTER_SCRIPT)],
-            cwd=REPO_ROOT,
-            env=process_env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + CLUSTER_START_TIMEOUT_S + 60
-        while READY_LINE not in output_path.read_text(errors="replace"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise ClusterDidNotStart(
-                    f"scripts/serve-cluster.sh did not get ready (logs in {run_dir}):\n"
-                    + output_path.read_text(errors="replace")
-                )
-            time.sleep(0.5)
+    with ready_script(
+        CLUSTER_SCRIPT,
+        process_env,
+        run_dir / "serve-cluster.log",
+        READY_LINE,
+        CLUSTER_START_TIMEOUT_S + 60,
+        CLUSTER_STOP_TIMEOUT_S,
+        ClusterDidNotStart,
+    ) as process:
         yield Cluster.from_description(run_dir, process)
-    finally:
-        _stop(process)

@@ -150,14 +150,50 @@ def stack_environment(
     return process_env, ports
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """serve.sh stops its services on SIGTERM; its whole process group is killed if it hangs."""
+def stop_script(process: subprocess.Popen[bytes], timeout_s: float = SERVE_STOP_TIMEOUT_S) -> None:
+    """serve.sh (and serve-cluster.sh) stop their services on SIGTERM; the script's whole process
+    group is killed if it hangs."""
     process.terminate()
     try:
-        process.wait(timeout=SERVE_STOP_TIMEOUT_S)
+        process.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
+
+
+@contextmanager
+def ready_script(
+    script: Path,
+    env: Mapping[str, str],
+    output_path: Path,
+    ready_line: str,
+    ready_timeout_s: float,
+    stop_timeout_s: float,
+    error: type[RuntimeError],
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Runs a serve script in its own session until the block ends, once it has printed `ready_line`;
+    raises `error` with the script's output if it exits or stays silent past the timeout."""
+    with output_path.open("wb") as output:
+        process = subprocess.Popen(
+            [str(script)],
+            cwd=REPO_ROOT,
+            env=dict(env),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + ready_timeout_s
+        while ready_line not in output_path.read_text(errors="replace"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise error(
+                    f"scripts/{script.name} did not get ready (logs in {output_path.parent}):\n"
+                    + output_path.read_text(errors="replace")
+                )
+            time.sleep(0.5)
+        yield process
+    finally:
+        stop_script(process, stop_timeout_s)
 
 
 @contextmanager
@@ -168,26 +204,16 @@ def running_stack(run_dir: Path, env: Mapping[str, str] | None = None) -> Iterat
     """
     process_env, ports = stack_environment(run_dir, env)
     log_dir = Path(process_env["LOG_DIR"])
-    output_path = log_dir / "serve.log"
-    with output_path.open("wb") as output:
-        process = subprocess.Popen(
-            [str(SERVE_SCRIPT)],
-            cwd=REPO_ROOT,
-            env=process_env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        # serve.sh starts the services side by side; all of them may take the full timeout.
-        deadline = time.monotonic() + 3 * SERVICE_START_TIMEOUT_S
-        while READY_LINE not in output_path.read_text(errors="replace"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise StackDidNotStart(
-                    f"scripts/serve.sh did not get ready (logs in {log_dir}):\n"
-                    + output_path.read_text(errors="replace")
-                )
-            time.sleep(0.5)
+    # serve.sh starts the services side by side; all of them may take the full timeout.
+    with ready_script(
+        SERVE_SCRIPT,
+        process_env,
+        log_dir / "serve.log",
+        READY_LINE,
+        3 * SERVICE_START_TIMEOUT_S,
+        SERVE_STOP_TIMEOUT_S,
+        StackDidNotStart,
+    ) as process:
         yield Stack(
             web_url=f"http://127.0.0.1:{ports['WEB_PORT']}",
             rasa_url=f"http://127.0.0.1:{ports['RASA_PORT']}",
@@ -197,5 +223,3 @@ def running_stack(run_dir: Path, env: Mapping[str, str] | None = None) -> Iterat
             log_dir=log_dir,
             process=process,
         )
-    finally:
-        _stop(process)
