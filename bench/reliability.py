@@ -19,7 +19,9 @@ and deeply nested JSON, wrong types, control characters, SQL in the sender id ..
 once; one is handled when it gets an answer below 500 in time. For each phase: users,
 messages answered per second and its ratio to the baseline, error rate, p95 latency, and
 events lost: answered messages missing from the stack's database (SQLite or PostgreSQL; must
-be 0). Prints a table and writes bench/results/reliability.json.
+be 0), and the machine's 1-minute load average at the phase's end: other work on the same
+cores moves these figures more than the stacks' differences do. Prints a
+table and writes bench/results/reliability.json.
 """
 
 from __future__ import annotations
@@ -123,6 +125,8 @@ def summarise(
         "error_rate": round(1 - len(answered) / len(turns), 4) if turns else 0.0,
         "p95_latency_s": round(p95([turn.latency_s for turn in answered]), 2),
         "events_lost": lost_messages(turns, stored_texts),
+        # The machine's other work moves the figures more than anything measured here: say how busy it was.
+        "load_average_1min": round(os.getloadavg()[0], 1),
     }
 
 
@@ -218,6 +222,7 @@ COLUMNS = (
     "faults survived",
     "bad inputs handled",
     "events lost",
+    "load average",
 )
 
 
@@ -243,6 +248,7 @@ def print_table(phases: list[dict[str, object]]) -> None:
             faults_cell,
             bad_cell,
             phase["events_lost"],
+            phase["load_average_1min"],
         )
         print("| " + " | ".join(str(cell) for cell in cells) + " |")
 
@@ -266,7 +272,6 @@ def main() -> None:
     result = {
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared with other work)",
-        "load_average_1min_at_end": round(os.getloadavg()[0], 1),
         "wall_s": round(time.monotonic() - started),
         "phases": phases,
         "faults_survived": survived,
