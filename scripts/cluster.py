@@ -7,21 +7,26 @@ fails with the command that installs it. Standard library only, so both virtual
 environments can import it, except `create-schema`, which runs in the Rasa venv.
 
 PostgreSQL refuses to run as root: as root, its commands run as the `postgres` user the
-Debian package creates, and the data directory belongs to that user. It listens on
-127.0.0.1 only, without a Unix socket, and trusts loopback connections (a local development
-cluster; nothing beyond this machine can reach it).
+Debian package creates, and the data directory belongs to that user. That user must be able to
+reach the data directory: when the checkout lies in a folder only root may enter (`mktemp -d`
+makes those), the data goes to a folder named after it in the system's temporary folder instead.
+It listens on 127.0.0.1 only, without a Unix socket, and trusts loopback connections (a local
+development cluster; nothing beyond this machine can reach it).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -66,6 +71,13 @@ def free_ports(count: int) -> list[int]:
             probe.close()
 
 
+def _superuser_can_enter(folder: Path) -> bool:
+    """Whether the `postgres` user can reach `folder` (search permission on it and every parent)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    command = ["runuser", "-u", SUPERUSER, "--", "test", "-x", str(folder)]
+    return subprocess.run(command, capture_output=True, check=False).returncode == 0
+
+
 def _run(command: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         command, check=True, text=True, capture_output=True, timeout=COMMAND_TIMEOUT_S, **kwargs
@@ -84,31 +96,45 @@ class Postgres:
         """DATABASE_URL for Rasa's SQL tracker store and the actions' subscriptions."""
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{DATABASE}"
 
+    @cached_property
+    def home(self) -> Path:
+        """Where the cluster's files really are: `data_dir`, unless the server's user cannot reach it."""
+        if os.geteuid() != 0 or _superuser_can_enter(self.data_dir.parent):
+            return self.data_dir
+        digest = hashlib.sha256(str(self.data_dir.resolve()).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"horoscope-postgres-{digest}"
+
     def _as_owner(self, name: str, *args: str) -> list[str]:
         command = [find_binary(name), *args]
         return ["runuser", "-u", SUPERUSER, "--", *command] if os.geteuid() == 0 else command
 
     def init(self) -> None:
         """Creates the data directory unless it holds a database cluster already."""
-        if (self.data_dir / "PG_VERSION").exists():
+        if self.home != self.data_dir:
+            # `data_dir` records where its data went; without that record (var/ was cleared), the
+            # old data in the temporary folder is not this cluster's and starts afresh.
+            record = self.data_dir / "RELOCATED_TO"
+            if not record.exists():
+                shutil.rmtree(self.home, ignore_errors=True)
+                self.data_dir.mkdir(parents=True, exist_ok=True)
+                record.write_text(f"{self.home}\n", encoding="utf-8")
+        if (self.home / "PG_VERSION").exists():
             return
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.home.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
-            shutil.chown(self.data_dir, SUPERUSER, SUPERUSER)
-        self.data_dir.chmod(0o700)
-        _run(
-            self._as_owner("initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8")
-        )
-        with (self.data_dir / "postgresql.conf").open("a", encoding="utf-8") as conf:
+            shutil.chown(self.home, SUPERUSER, SUPERUSER)
+        self.home.chmod(0o700)
+        _run(self._as_owner("initdb", "-D", str(self.home), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8"))
+        with (self.home / "postgresql.conf").open("a", encoding="utf-8") as conf:
             conf.write("\n# scripts/cluster.py: loopback only, no Unix socket\n")
             conf.write("listen_addresses = '127.0.0.1'\nunix_socket_directories = ''\n")
 
     def start(self) -> None:
         """Starts the server (waiting until it accepts connections) and creates the database."""
-        log = self.data_dir / "server.log"
+        log = self.home / "server.log"
         _run(
             self._as_owner(
-                "pg_ctl", "-D", str(self.data_dir), "-l", str(log), "-w", "-t", str(PG_CTL_WAIT_S),
+                "pg_ctl", "-D", str(self.home), "-l", str(log), "-w", "-t", str(PG_CTL_WAIT_S),
                 "-o", f"-p {self.port}", "start",
             )
         )  # fmt: skip
@@ -117,8 +143,8 @@ class Postgres:
 
     def stop(self) -> None:
         """Fast shutdown: open connections are cut, committed data stays. Nothing when it is not running."""
-        if (self.data_dir / "postmaster.pid").exists():
-            _run(self._as_owner("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop"))
+        if (self.home / "postmaster.pid").exists():
+            _run(self._as_owner("pg_ctl", "-D", str(self.home), "-m", "fast", "-w", "stop"))
 
     def query(self, sql: str, database: str = DATABASE) -> list[list[str]]:
         """The rows of one SQL statement run by psql, each a list of column texts."""
@@ -158,8 +184,12 @@ def nginx_config(
         "      proxy_connect_timeout 2s;\n      proxy_read_timeout 180s;\n"
         "      proxy_set_header Host $host;\n"
     )
+    # Started as root, nginx's workers would run as `nobody`, which cannot read web/ or write its
+    # temporary files when the checkout lies in a folder only root may enter (a `mktemp -d` clone).
+    # The server listens on loopback only, so its workers run as the user who started it.
+    user = "user root root;\n" if os.geteuid() == 0 else ""
     return f"""# Written by scripts/cluster.py for scripts/serve-cluster.sh; rewritten at every start.
-pid {root}/nginx.pid;
+{user}pid {root}/nginx.pid;
 error_log {root}/error.log warn;
 worker_processes 1;
 events {{ worker_connections 512; }}
