@@ -33,7 +33,7 @@ from actions.follow_ups import LastTurn, rewrite  # noqa: E402
 from bench.common import RESULTS_DIR, require_files, write_report  # noqa: E402
 from retrieval.reader.metrics import best_over_golds, f1_score  # noqa: E402
 from retrieval.service.answering import QAService  # noqa: E402
-from retrieval.service.calibrate import _same_document, loaded_service  # noqa: E402
+from retrieval.service.calibrate import loaded_service, same_document  # noqa: E402
 from retrieval.service.settings import DEFAULT_TOP_K, REPO_ROOT  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data" / "follow_ups.json"
@@ -86,7 +86,7 @@ def run_conversation(conversation: dict[str, Any], mode: str, ask: Callable[[str
         if turn["kind"] == "first":
             continue
         f1 = best_over_golds(f1_score, reply.answer, turn["answers"]) if reply.answer else 0.0
-        right_source = reply.source is not None and _same_document(reply.source, turn["source"])
+        right_source = reply.source is not None and same_document(reply.source, turn["source"])
         scored.append(
             Scored(
                 conversation["id"],

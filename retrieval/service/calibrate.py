@@ -74,7 +74,7 @@ class Record:
     read: bool  # False when the relevance cut found it off-topic
 
 
-def _same_document(passage_title: str, document: str) -> bool:
+def same_document(passage_title: str, document: str) -> bool:
     """Knowledge-base passages are titled "<document> - <section>"; SQuAD's by their article."""
     title, document = passage_title.casefold(), document.casefold()
     return title == document or title.startswith(f"{document} - ")
@@ -138,7 +138,7 @@ def answer_all(service: QAService, questions: Sequence[Question], top_k: int) ->
                 response.relevance,
                 f1,
                 bool(question.answers) and f1 >= RIGHT_F1,
-                title is not None and _same_document(title, question.title),
+                title is not None and same_document(title, question.title),
                 response.abstain_reason != "off_topic",
             )
         )

@@ -35,15 +35,16 @@ from retrieval.reader.metrics import f1_score
 
 CALIBRATION_FILE = "confidence_calibration.json"
 RIGHT_F1 = 0.5  # an answer counts as right when its F1 against a gold answer reaches this
-_EPSILON = 1e-4  # reader confidences are clipped to [eps, 1 - eps] before the logit
+_EPSILON = 1e-4  # shares are clipped to [eps, 1 - eps] before the logit
 
 
 class CalibrationError(ValueError):
     """A calibration that cannot be fitted or read; the message says why."""
 
 
-def reader_logit(confidence: float) -> float:
-    clipped = min(max(confidence, _EPSILON), 1 - _EPSILON)
+def logit(probability: float) -> float:
+    """log(p / (1 - p)), p clipped away from 0 and 1 so a share of exactly 0 or 1 stays finite."""
+    clipped = min(max(probability, _EPSILON), 1 - _EPSILON)
     return math.log(clipped / (1 - clipped))
 
 
@@ -65,7 +66,7 @@ class AnswerSignals:
         return cls(candidates[0][1], agreement, relevance)
 
     def features(self) -> list[float]:
-        return [reader_logit(self.agreement), self.relevance]
+        return [logit(self.agreement), self.relevance]
 
 
 FEATURES = ("agreement", "relevance")

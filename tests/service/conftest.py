@@ -80,6 +80,21 @@ def knowledge_service(
         yield service
 
 
+def _sharing_the_index(index_dir: Path, reader_dir: Path, export_dir: Path, *options: str) -> list[str]:
+    """Arguments of a service over knowledge_service's index (served as it is, `--docs` empty), the
+    reader snapshot and its export, with `options` on top."""
+    return [
+        "--index",
+        str(index_dir),
+        "--docs",
+        "--reader",
+        str(reader_dir),
+        "--export-dir",
+        str(export_dir),
+        *options,
+    ]
+
+
 @pytest.fixture(scope="session")
 def unfiltered_service(
     tmp_path_factory: pytest.TempPathFactory,
@@ -92,10 +107,7 @@ def unfiltered_service(
     with _running(
         tmp_path_factory,
         "unfiltered-service",
-        [
-            *("--index", str(index_dir), "--docs", "--reader", str(reader_dir)),
-            *("--export-dir", str(export_dir), "--min-relevance", "-1"),
-        ],
+        _sharing_the_index(index_dir, reader_dir, export_dir, "--min-relevance", "-1"),
     ) as service:
         yield service
 
@@ -112,11 +124,9 @@ def abstaining_service(
     with _running(
         tmp_path_factory,
         "abstaining-service",
-        [
-            *("--index", str(index_dir), "--docs"),
-            *("--reader", str(reader_dir), "--abstain-threshold", str(HIGH_ABSTAIN_THRESHOLD)),
-            *("--export-dir", str(export_dir)),
-        ],
+        _sharing_the_index(
+            index_dir, reader_dir, export_dir, "--abstain-threshold", str(HIGH_ABSTAIN_THRESHOLD)
+        ),
     ) as service:
         yield service
 
