@@ -3,21 +3,25 @@
 bench/turn_latency.py starts it with .venv-rasa's Python (the venv that has aiohttp) once per
 (turn kind, users) cell, writes a JSON spec to its stdin and reads a JSON result from its stdout:
 
-  spec:   {"target": "rasa" | "qa", "url", "message", "users", "duration_s", "max_requests",
-           "timeout_s", "warmup", "turns_per_sender", "sender_prefix", "expected": [regex, ...]}
+  spec:   {"target": "rasa" | "qa", "url", "messages": [text, ...], "first_message", "users",
+           "duration_s", "max_requests", "timeout_s", "warmup", "turns_per_sender", "sender_prefix",
+           "expected": [regex, ...]}
   result: {"latencies_s": [...], "requests", "errors": {"timeout", "http", "wrong_reply"},
            "error_examples": {...}, "warmup_errors", "elapsed_s"}
 
 Each user sends its next request as soon as the previous one is answered, until `duration_s`
-has passed or `max_requests` have been sent in all. A reply only counts as a success when one of
-its texts (a QA reply's text is its answer, "" for an abstention) fully matches one of the
-`expected` patterns, so a broken stack cannot look fast. Latencies are those of the successes;
-every failure is counted under its cause.
+has passed or `max_requests` have been sent in all. Request number n (counted over all users,
+warm-up included) sends messages[(first_message + n) % len(messages)], so a list of varied
+questions is walked through in order and the next cell can go on where this one stopped.
+A reply only counts as a success when one of its texts (a QA reply's text is its answer, "" for
+an abstention) fully matches one of the `expected` patterns, so a broken stack cannot look fast.
+Latencies are those of the successes; every failure is counted under its cause.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 import sys
@@ -35,7 +39,8 @@ class Spec:
 
     target: str
     url: str
-    message: str
+    messages: tuple[str, ...]
+    first_message: int
     users: int
     duration_s: float
     max_requests: int
@@ -49,7 +54,15 @@ class Spec:
     def from_json(cls, raw: dict[str, Any]) -> Spec:
         if raw["target"] not in ("rasa", "qa"):
             raise ValueError(f"target must be 'rasa' or 'qa', got {raw['target']!r}")
-        spec = cls(**{**raw, "expected": tuple(re.compile(p, re.DOTALL) for p in raw["expected"])})
+        spec = cls(
+            **{
+                **raw,
+                "messages": tuple(raw["messages"]),
+                "expected": tuple(re.compile(p, re.DOTALL) for p in raw["expected"]),
+            }
+        )
+        if not spec.messages or not all(isinstance(m, str) for m in spec.messages):
+            raise ValueError("messages must be a non-empty list of texts")
         if min(spec.users, spec.max_requests, spec.turns_per_sender) < 1 or spec.duration_s <= 0:
             raise ValueError("users, max_requests, turns_per_sender and duration_s must be positive")
         return spec
@@ -68,10 +81,10 @@ class Tally:
         self.error_examples.setdefault(cause, detail[:300])
 
 
-def _request_body(spec: Spec, sender: str) -> dict[str, str]:
+def _request_body(spec: Spec, sender: str, message: str) -> dict[str, str]:
     if spec.target == "rasa":
-        return {"sender": sender, "message": spec.message}
-    return {"question": spec.message}
+        return {"sender": sender, "message": message}
+    return {"question": message}
 
 
 def _reply_texts(spec: Spec, payload: Any) -> list[str]:
@@ -86,11 +99,11 @@ def _reply_texts(spec: Spec, payload: Any) -> list[str]:
     return []
 
 
-async def _send(session: aiohttp.ClientSession, spec: Spec, sender: str, tally: Tally) -> None:
+async def _send(session: aiohttp.ClientSession, spec: Spec, sender: str, message: str, tally: Tally) -> None:
     """One request, timed from sending to the whole reply read; the outcome goes into `tally`."""
     started = time.perf_counter()
     try:
-        async with session.post(spec.url, json=_request_body(spec, sender)) as response:
+        async with session.post(spec.url, json=_request_body(spec, sender, message)) as response:
             body = await response.text()
             elapsed = time.perf_counter() - started
             status = response.status
@@ -118,9 +131,14 @@ async def run(spec: Spec) -> dict[str, Any]:
     timeout = aiohttp.ClientTimeout(total=spec.timeout_s)
     connector = aiohttp.TCPConnector(limit=spec.users)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        numbered = itertools.count(spec.first_message)
+
+        def next_message() -> str:
+            return spec.messages[next(numbered) % len(spec.messages)]
+
         warmup = Tally()
         for _ in range(spec.warmup):
-            await _send(session, spec, f"{spec.sender_prefix}-warmup", warmup)
+            await _send(session, spec, f"{spec.sender_prefix}-warmup", next_message(), warmup)
 
         tally = Tally()
         sent = 0
@@ -133,7 +151,8 @@ async def run(spec: Spec) -> dict[str, Any]:
             while time.monotonic() < deadline and sent < spec.max_requests:
                 sent += 1
                 conversation = turn // spec.turns_per_sender
-                await _send(session, spec, f"{spec.sender_prefix}-u{index}-c{conversation}", tally)
+                sender = f"{spec.sender_prefix}-u{index}-c{conversation}"
+                await _send(session, spec, sender, next_message(), tally)
                 turn += 1
 
         await asyncio.gather(*(user(index) for index in range(spec.users)))
@@ -143,6 +162,7 @@ async def run(spec: Spec) -> dict[str, Any]:
         "requests": sent,
         "errors": {cause: tally.errors[cause] for cause in ("timeout", "http", "wrong_reply")},
         "error_examples": tally.error_examples,
+        "messages_sent": next(numbered) - spec.first_message,
         "warmup_errors": sum(warmup.errors.values()),
         "warmup_error_examples": warmup.error_examples,
         "elapsed_s": elapsed,
