@@ -12,7 +12,7 @@ import pytest
 from conftest import TODAY
 from horoscope_api_server import HoroscopeApiServer, served_text
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import ActionExecuted, SessionStarted, SlotSet
+from rasa_sdk.events import ActionExecuted, FollowupAction, SessionStarted, SlotSet
 from rasa_sdk.executor import ActionExecutor, CollectingDispatcher
 
 from actions.actions import (
@@ -40,6 +40,8 @@ DOMAIN: dict[str, Any] = {
     },
     "session_config": {"session_expiration_time": 60, "carry_over_slots_to_new_session": True},
 }
+# What the sign form's validation says comes next once it has a sign and no subscription was asked for.
+GIVE_HOROSCOPE = FollowupAction("action_get_horoscope")
 # Keys every CollectingDispatcher message has; everything else is a response's keyword argument.
 _MESSAGE_KEYS = {"text", "buttons", "elements", "custom", "template", "response", "image", "attachment"}
 
@@ -114,7 +116,7 @@ def test_form_computes_the_sign_from_a_birth_date(store: SubscriptionStore) -> N
         text="I was born on 3 March 1990", intent="inform_birthdate", entities={"birthdate": "3 March 1990"}
     )
     events, said = run(ValidateHoroscopeForm(services(store)), tracker)
-    assert events == [SlotSet("horoscope_sign", "pisces")]
+    assert events == [SlotSet("horoscope_sign", "pisces"), GIVE_HOROSCOPE]
     assert said == [
         ("utter_sign_from_birthdate", {"birthdate_text": "3 March 1990", "horoscope_sign": "Pisces"})
     ]
@@ -123,7 +125,7 @@ def test_form_computes_the_sign_from_a_birth_date(store: SubscriptionStore) -> N
 def test_form_reads_the_message_when_the_nlu_missed_the_date_entity(store: SubscriptionStore) -> None:
     tracker = make_tracker(text="born on the 23rd of july", intent="inform_birthdate")
     events, said = run(ValidateHoroscopeForm(services(store)), tracker)
-    assert events == [SlotSet("horoscope_sign", "leo")]
+    assert events == [SlotSet("horoscope_sign", "leo"), GIVE_HOROSCOPE]
     assert said[0][0] == "utter_sign_from_birthdate"
 
 
@@ -152,8 +154,19 @@ def test_form_normalises_a_named_sign(store: SubscriptionStore) -> None:
         text="I'm a Capricorne", intent="inform_sign", entities={"horoscope_sign": "Capricorne"}
     )
     events, said = run(ValidateHoroscopeForm(services(store)), tracker)
-    assert events == [SlotSet("horoscope_sign", "capricorn")]
+    assert events == [SlotSet("horoscope_sign", "capricorn"), GIVE_HOROSCOPE]
     assert said == []
+
+
+def test_form_completed_for_a_subscription_goes_on_to_subscribe(store: SubscriptionStore) -> None:
+    tracker = make_tracker(
+        slots={"subscription_requested": True},
+        text="I'm a leo",
+        intent="inform_sign",
+        entities={"horoscope_sign": "leo"},
+    )
+    events, _ = run(ValidateHoroscopeForm(services(store)), tracker)
+    assert events == [SlotSet("horoscope_sign", "leo"), FollowupAction("action_subscribe")]
 
 
 def test_form_refuses_an_unknown_sign(store: SubscriptionStore) -> None:
@@ -172,7 +185,7 @@ def test_form_prefers_a_named_sign_over_a_birth_date(store: SubscriptionStore) -
         entities={"horoscope_sign": "leo", "birthdate": "3 March"},
     )
     events, said = run(ValidateHoroscopeForm(services(store)), tracker)
-    assert events == [SlotSet("horoscope_sign", "leo")]
+    assert events == [SlotSet("horoscope_sign", "leo"), GIVE_HOROSCOPE]
     assert said == []
 
 
@@ -197,13 +210,14 @@ def test_get_horoscope_from_the_http_api(http_services: Services) -> None:
         SlotSet("horoscope_sign", "cancer"),
         SlotSet("horoscope_delivered", True),
         SlotSet("is_subscribed", False),
+        FollowupAction("utter_offer_subscription"),
     ]
 
 
 def test_get_horoscope_reports_an_existing_subscription(http_services: Services) -> None:
     http_services.store.subscribe("alice", "cancer")
     events, _ = run(ActionGetHoroscope(http_services), make_tracker(slots={"horoscope_sign": "leo"}))
-    assert events[-1] == SlotSet("is_subscribed", True)
+    assert events[-1] == SlotSet("is_subscribed", True)  # and no offer follows
 
 
 def test_get_horoscope_from_the_built_in_writer(store: SubscriptionStore) -> None:
@@ -250,7 +264,11 @@ def test_get_horoscope_still_delivers_when_the_database_fails(
     subscriptions_table.drop(engine_for(database_url))
     events, said = run(ActionGetHoroscope(services(store)), make_tracker(slots={"horoscope_sign": "aries"}))
     assert said[0][0] == "utter_horoscope"
-    assert events[-2:] == [SlotSet("horoscope_delivered", True), SlotSet("is_subscribed", False)]
+    assert events[-3:] == [
+        SlotSet("horoscope_delivered", True),
+        SlotSet("is_subscribed", False),
+        FollowupAction("utter_offer_subscription"),  # the offer may fail later; the horoscope came first
+    ]
 
 
 # --- action_subscribe / action_unsubscribe -----------------------------------------------
