@@ -5,8 +5,9 @@
 
 Both are scored by the same function on every dev question (not a sample), so a training stage
 that made the reader worse can never reach users. The comparison is written to the shipped
-folder as `dev_eval.json`; the old `calibration.json` and `confidence_calibration.json` are
-dropped with the old weights (run `make calibrate-reader` and `make calibrate-confidence` again).
+folder as `dev_eval.json`; the shipped serving settings (SERVING_SETTINGS) stay; the old
+`calibration.json` and `confidence_calibration.json` are dropped with the old weights (run
+`make calibrate-reader` and `make calibrate-confidence` again).
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import json
 import logging
 import shutil
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from retrieval.reader.model import Reader
+from retrieval.reader.model import Reader, ReaderConfig
 from retrieval.training.data import load_examples
 from retrieval.training.evaluation import evaluate
 
@@ -37,6 +39,9 @@ MODEL_FILES = (
     "trainer_state.json",
 )
 STALE_WITH_NEW_WEIGHTS = ("calibration.json", "confidence_calibration.json")
+# reader_config.json settings chosen for the QA service on the shipped reader, not by training
+# (the relevance weight: bench/qa_pipeline.py --sweep-relevance-weights); they stay as they were.
+SERVING_SETTINGS = ("relevance_weight",)
 REPORT_FILE = "dev_eval.json"
 
 
@@ -54,9 +59,12 @@ def ship(candidate: Path, shipped: Path, dev_file: Path, threads: int | None = N
     report = {"dev": str(dev_file), "questions": len(examples), **scores, "replaced": replaced}
     log.info("dev F1: candidate %.2f, shipped %.2f", scores["candidate"]["f1"], scores["shipped"]["f1"])
     if replaced:
+        serving = {name: getattr(ReaderConfig.load(shipped), name) for name in SERVING_SETTINGS}
         for name in MODEL_FILES:
             if (candidate / name).is_file():
                 shutil.copy2(candidate / name, shipped / name)
+        replace(ReaderConfig.load(shipped), **serving).save(shipped)
+        log.info("kept the shipped serving settings: %s", serving)
         for name in STALE_WITH_NEW_WEIGHTS:
             (shipped / name).unlink(missing_ok=True)
         (shipped / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
