@@ -15,7 +15,8 @@ for it); qa-service (POST /answer alone, the same questions: the question turn's
 starts a new conversation every --turns-per-sender turns, so one turn in that many also runs
 action_session_start. A reply counts only when it is the expected one (the bot's answer, the
 greeting, Virgo's horoscope, an answer or "I don't know" from the QA service), so a broken stack
-cannot produce fast nonsense; failures are counted by cause. The targets are in bench/turn_targets.py.
+cannot produce fast nonsense; failures are counted by cause. Ratios, targets, table and plot:
+bench/turn_report.py.
 
     .venv/bin/python bench/turn_latency.py --users 1 4 16 --duration 15
 """
@@ -48,8 +49,8 @@ from urllib.parse import urlsplit  # noqa: E402
 import yaml  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from bench.common import RESULTS_DIR, latency_summary, save_plot, write_report  # noqa: E402
-from bench.turn_targets import BASELINE, check_targets, print_targets  # noqa: E402
+from bench.common import RESULTS_DIR, latency_summary, write_report  # noqa: E402
+from bench.turn_report import BASELINE, add_ratios, check_targets, plot, print_table, print_targets  # noqa: E402
 from retrieval.index.encoder import QUERY_CACHE_SIZE  # noqa: E402
 from scripts.stack import REPO_ROOT, StackDidNotStart, running_stack  # noqa: E402
 
@@ -261,75 +262,6 @@ def run_cell(
         "mean_ms": sum(latencies) / len(latencies) * 1000 if latencies else None,
         "messages_per_s": len(latencies) / result["elapsed_s"],
     }
-
-
-def add_ratios(cells: list[dict[str, Any]]) -> None:
-    """p50 of each cell over the baseline's p50 at the same number of users."""
-    baseline = {cell["users"]: cell["p50_ms"] for cell in cells if cell["kind"] == BASELINE}
-    for cell in cells:
-        floor = baseline.get(cell["users"])
-        cell["p50_vs_baseline"] = cell["p50_ms"] / floor if cell["p50_ms"] and floor else None
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
-
-
-def print_table(cells: list[dict[str, Any]]) -> None:
-    print(
-        f"\n{'kind':<11}{'users':>6}{'requests':>10}{'errors':>8}{'p50 ms':>9}{'p95 ms':>9}"
-        f"{'p99 ms':>9}{'msgs/s':>9}{'p50/' + BASELINE:>11}"
-    )
-    for cell in cells:
-        ratio = "-" if cell["p50_vs_baseline"] is None else f"{cell['p50_vs_baseline']:.2f}x"
-        print(
-            f"{cell['kind']:<11}{cell['users']:>6}{cell['requests']:>10}{cell['failed']:>8}"
-            f"{_ms(cell['p50_ms']):>9}{_ms(cell['p95_ms']):>9}{_ms(cell['p99_ms']):>9}"
-            f"{cell['messages_per_s']:>9.1f}{ratio:>11}"
-        )
-    by_cell = {(cell["kind"], cell["users"]): cell for cell in cells}
-    for (kind, users), cell in by_cell.items():
-        floor = by_cell.get(("qa-service", users))
-        if kind == "question" and cell["p50_ms"] and floor and floor["p50_ms"]:
-            print(
-                f"question turn over the QA service alone at {users} user(s): "
-                f"{cell['p50_ms'] - floor['p50_ms']:+.1f} ms p50"
-            )
-    for cell in cells:
-        for cause, example in {**cell["error_examples"], **cell["warmup_error_examples"]}.items():
-            print(f"! {cell['kind']} x {cell['users']}: {cause}, e.g. {example}")
-
-
-def plot(cells: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullLocator
-
-    figure, (latency_axes, rate_axes) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for number, kind in enumerate(dict.fromkeys(cell["kind"] for cell in cells)):
-        rows = [cell for cell in cells if cell["kind"] == kind and cell["p50_ms"] is not None]
-        users = [cell["users"] for cell in rows]
-        color = f"C{number}"
-        latency_axes.plot(users, [c["p50_ms"] for c in rows], "o-", color=color, label=f"{kind} p50")
-        latency_axes.plot(users, [c["p95_ms"] for c in rows], "s--", color=color, label=f"{kind} p95")
-        rate_axes.plot(users, [c["messages_per_s"] for c in rows], "o-", color=color, label=kind)
-    measured_users = sorted({cell["users"] for cell in cells})
-    for axes in (latency_axes, rate_axes):
-        axes.set_xscale("log", base=2)
-        axes.set_xticks(measured_users, [str(users) for users in measured_users])
-        axes.xaxis.set_minor_locator(NullLocator())
-        axes.set_xlabel("concurrent users")
-        axes.grid(True, which="both", alpha=0.3)
-    latency_axes.set_yscale("log")
-    latency_axes.set_ylabel("latency (ms)")
-    latency_axes.set_title("Turn latency (closed loop, loopback)")
-    latency_axes.legend(fontsize=7, ncol=2)
-    rate_axes.set_ylabel("successful messages / s")
-    rate_axes.set_title("Sustained throughput")
-    rate_axes.legend(fontsize=8)
-    save_plot(figure, path)
 
 
 @contextmanager
