@@ -56,7 +56,7 @@ $(QA_VENV)/.installed: requirements/qa.txt
 
 # jsonschema stays at 3.2.0 in the Rasa venv (Rasa 3.6 allows 3.2 to 4.17): Rasa checks every
 # action server reply with jsonschema.validate, which re-checks the schema itself each time; that
-# took 33 ms a call with 4.17 and takes 4.6 ms with 3.2 (README, "Turn latency").
+# took 33 ms a call with 4.17 and takes 4.6 ms with 3.2 (bench/README.md, "Turn latency").
 lock: ## re-pin both environments from what is installed
 	@{ echo "# Exact pins for the Rasa venv (Python 3.10): rasa 3.6.21 and everything it brings."; \
 	   echo "# Regenerate with: make lock"; $(RASA_PY) -m pip freeze; } > requirements/rasa.txt

@@ -41,7 +41,7 @@ SUBSCRIPTION_REQUESTED_SLOT = "subscription_requested"
 # leave exactly one next step (data/rules/horoscope.yml: the completed sign form goes on to the
 # horoscope, or to the subscription that was asked for; a horoscope shown to a non-subscriber is
 # followed by the offer), the action names that step, so a horoscope turn costs two policy
-# predictions instead of four (README, "Turn latency"). The rules stay: they train the policies,
+# predictions instead of four (bench/README.md, "Turn latency"). The rules stay: they train the policies,
 # `rasa test` checks them, and they decide wherever an action names nothing.
 OFFER_RESPONSE = "utter_offer_subscription"
 # What the last knowledge question was: set by action_answer_question, read by the next one to

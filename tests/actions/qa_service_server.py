@@ -58,7 +58,7 @@ def contract_errors(body_kind: str, body: Any) -> list[dict[str, str]]:
     """
     # The contract is JSON Schema 2020-12, but every keyword it uses ($ref into $defs, anyOf, enum,
     # bounds, pattern) means the same in Draft 7, which is what the Rasa venv's jsonschema 3.2 has
-    # (pinned for speed: README, "Turn latency").
+    # (pinned for speed: bench/README.md, "Turn latency").
     validator = Draft7Validator(CONTRACT[body_kind])
     return [
         {"field": ".".join(map(str, error.absolute_path)) or "body", "message": error.message}
