@@ -42,13 +42,13 @@ import torch  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from bench.common import RESULTS_DIR, require_files, save_plot, write_report  # noqa: E402
+from bench.common import RESULTS_DIR, require_files, save_plot, squad_question_texts, write_report  # noqa: E402
 from retrieval.index.encoder import SentenceEncoder  # noqa: E402
 from retrieval.index.retrievers import DenseRetriever  # noqa: E402
 from retrieval.index.store import IndexStoreError, RetrievalIndex, build_index, load_index  # noqa: E402
 from retrieval.reader.model import Reader  # noqa: E402
 from retrieval.service.settings import DEFAULT_MIN_RELEVANCE, DEFAULT_TOP_K  # noqa: E402
-from retrieval.squad import SquadFormatError, read_squad  # noqa: E402
+from retrieval.squad import SquadFormatError  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SETS = ("on_topic", "off_topic", "hand_written")
@@ -73,11 +73,6 @@ class Cut:
     off_topic_rejected: float
     hand_written_rejected: float
     off_topic_count: int
-
-
-def squad_question_texts(path: Path) -> list[str]:
-    """Every question of a SQuAD-format file, in file order."""
-    return [question.question for paragraph in read_squad(path) for question in paragraph.questions]
 
 
 def hand_written_questions(path: Path) -> list[str]:

@@ -72,6 +72,11 @@ def squad_questions(
     return random.Random(0).sample(rows, limit) if limit and limit < len(rows) else rows
 
 
+def squad_question_texts(path: Path) -> list[str]:
+    """Every question of a SQuAD-format file, in file order."""
+    return [question.question for paragraph in read_squad(path) for question in paragraph.questions]
+
+
 def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
     """p50/p95/p99 in milliseconds."""
     milliseconds = np.asarray(seconds) * 1000

@@ -49,7 +49,7 @@ from urllib.parse import urlsplit  # noqa: E402
 import yaml  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from bench.common import RESULTS_DIR, latency_summary, write_report  # noqa: E402
+from bench.common import RESULTS_DIR, latency_summary, squad_question_texts, write_report  # noqa: E402
 from bench.turn_report import BASELINE, add_ratios, check_targets, plot, print_table, print_targets  # noqa: E402
 from retrieval.index.encoder import QUERY_CACHE_SIZE  # noqa: E402
 from scripts.stack import REPO_ROOT, StackDidNotStart, running_stack  # noqa: E402
@@ -74,7 +74,10 @@ THREAD_VARIABLES = (
 class TurnKind:
     name: str
     target: str  # "rasa": the REST channel; "qa": the QA service's /answer
-    messages: tuple[str, ...]  # sent in turn, one per request
+    message: str | None  # sent with every request; None: the knowledge base's questions in turn
+
+    def messages(self, questions: tuple[str, ...]) -> tuple[str, ...]:
+        return questions if self.message is None else (self.message,)
 
 
 KNOWLEDGE_QUESTIONS = REPO_ROOT / "tests" / "data" / "knowledge_qa.json"
@@ -99,25 +102,17 @@ QUESTION_ORDER_SEED = 7
 def varied_questions() -> tuple[str, ...]:
     """The knowledge base's hand-written questions, shuffled once. More of them than the QA service's
     question-embedding cache holds, so a question comes round again only after it has left the cache."""
-    data = json.loads(KNOWLEDGE_QUESTIONS.read_text(encoding="utf-8"))["data"]
-    questions = [
-        qa["question"]
-        for article in data
-        for paragraph in article["paragraphs"]
-        for qa in paragraph["qas"]
-        if qa["question"] not in NOT_ROUTED_TO_QA
-    ]
+    questions = [q for q in squad_question_texts(KNOWLEDGE_QUESTIONS) if q not in NOT_ROUTED_TO_QA]
     random.Random(QUESTION_ORDER_SEED).shuffle(questions)
     return tuple(questions)
 
 
-QUESTIONS = varied_questions()
 KINDS = (
-    TurnKind(BASELINE, "rasa", ("are you a bot?",)),
-    TurnKind("greet", "rasa", ("hello",)),
-    TurnKind("horoscope", "rasa", ("what's the horoscope for virgo today",)),
-    TurnKind("question", "rasa", QUESTIONS),
-    TurnKind("qa-service", "qa", QUESTIONS),
+    TurnKind(BASELINE, "rasa", "are you a bot?"),
+    TurnKind("greet", "rasa", "hello"),
+    TurnKind("horoscope", "rasa", "what's the horoscope for virgo today"),
+    TurnKind("question", "rasa", None),
+    TurnKind("qa-service", "qa", None),
 )
 
 
@@ -218,6 +213,7 @@ def run_cell(
     users: int,
     args: argparse.Namespace,
     expected: list[str],
+    messages: tuple[str, ...],
     first_message: int,
 ) -> dict[str, Any]:
     """One (kind, users) cell, measured by the load generator in its own process; its messages start
@@ -225,7 +221,7 @@ def run_cell(
     spec = {
         "target": kind.target,
         "url": url,
-        "messages": list(kind.messages),
+        "messages": list(messages),
         "first_message": first_message,
         "users": users,
         "duration_s": args.duration,
@@ -326,11 +322,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     kinds = [kind for kind in KINDS if kind.name in args.kinds]
 
+    questions = varied_questions()
     load_before = os.getloadavg()  # what else this machine was doing: the run's numbers move with it
     started = time.perf_counter()
     with stack_endpoints(args) as (endpoints, model):
         try:
-            found = qa_reply(endpoints, QUESTIONS[0])
+            found = qa_reply(endpoints, questions[0])
             expected = expected_replies()
             settings = stack_settings(endpoints, model)
         except (OSError, ValueError, KeyError, TypeError) as error:  # URLError is an OSError
@@ -342,11 +339,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         questions_asked = 0  # every cell asking questions goes on where the one before stopped
         plan = [(users, kind) for users in sorted(set(args.users)) for kind in kinds]
         for users, kind in tqdm(plan, desc="cells", unit="cell"):
-            first = questions_asked if kind.messages == QUESTIONS else 0
+            asks_questions = kind.message is None
             cell = run_cell(
-                args.client_python, kind, urls[kind.target], users, args, expected[kind.name], first
+                args.client_python,
+                kind,
+                urls[kind.target],
+                users,
+                args,
+                expected[kind.name],
+                kind.messages(questions),
+                questions_asked if asks_questions else 0,
             )
-            if kind.messages == QUESTIONS:
+            if asks_questions:
                 questions_asked += cell["messages_sent"]
             cells.append(cell)
     wall_s = time.perf_counter() - started
@@ -356,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print_table(cells)
     print_targets(targets)
     print(
-        f"{questions_asked} questions asked, walking through {len(QUESTIONS)} different ones; the QA "
+        f"{questions_asked} questions asked, walking through {len(questions)} different ones; the QA "
         f"service keeps the embeddings of its last {QUERY_CACHE_SIZE} questions"
     )
     print(f"load average before the run: {load_before[0]:.2f}")
@@ -367,12 +371,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             "benchmark": "turn latency through Rasa's REST channel, whole stack on loopback",
             "baseline": BASELINE,
             "messages": {
-                kind.name: kind.messages[0] if len(kind.messages) == 1 else f"{len(kind.messages)} questions"
+                kind.name: kind.message or f"{len(questions)} knowledge-base questions in turn"
                 for kind in kinds
             },
             "questions": {
                 "from": str(KNOWLEDGE_QUESTIONS.relative_to(REPO_ROOT)),
-                "different": len(QUESTIONS),
+                "different": len(questions),
                 "asked": questions_asked,
                 "qa_service_question_cache": QUERY_CACHE_SIZE,
             },
@@ -383,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             },
             "stack": settings,
             "qa_probe": {
-                "question": QUESTIONS[0],
+                "question": questions[0],
                 **{k: found.get(k) for k in ("answer", "confidence", "abstained")},
             },
             "cells": cells,
