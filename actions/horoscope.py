@@ -40,16 +40,20 @@ class HoroscopeProvider(Protocol):
 
 
 class HttpHoroscopeProvider:
-    """Client of GET {base_url}/horoscope/{sign}?date=YYYY-MM-DD (see README)."""
+    """Client of GET {base_url}/horoscope/{sign}?date=YYYY-MM-DD (see README).
+
+    One `requests.Session` keeps connections to the API open between requests.
+    """
 
     def __init__(self, base_url: str, timeout_s: float) -> None:
         self._base_url = base_url.rstrip("/")
         self._timeout_s = timeout_s
+        self._session = requests.Session()
 
     def daily(self, sign: str, day: date) -> str:
         url = f"{self._base_url}/horoscope/{quote(sign, safe='')}"
         try:
-            response = requests.get(url, params={"date": day.isoformat()}, timeout=self._timeout_s)
+            response = self._session.get(url, params={"date": day.isoformat()}, timeout=self._timeout_s)
         except requests.RequestException as error:
             logger.warning("Horoscope API %s unreachable: %s", url, error)
             raise HoroscopeUnavailable(f"horoscope API unreachable: {error}") from error

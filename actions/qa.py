@@ -49,11 +49,16 @@ class QaAnswer:
 
 
 class QaClient:
-    """Posts questions to the QA service; every call is bounded by `timeout_s`."""
+    """Posts questions to the QA service; every call is bounded by `timeout_s`.
+
+    One `requests.Session` keeps connections to the service open between questions (a
+    pool, shared by the action server's worker threads), instead of a new one per question.
+    """
 
     def __init__(self, base_url: str, timeout_s: float) -> None:
         self._url = f"{base_url.rstrip('/')}/answer"
         self._timeout_s = timeout_s
+        self._session = requests.Session()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> QaClient:
@@ -61,7 +66,7 @@ class QaClient:
 
     def ask(self, question: str) -> QaAnswer:
         try:
-            response = requests.post(self._url, json={"question": question}, timeout=self._timeout_s)
+            response = self._session.post(self._url, json={"question": question}, timeout=self._timeout_s)
         except requests.RequestException as error:
             logger.warning("QA service %s unreachable: %s", self._url, error)
             raise QaUnavailable(f"QA service unreachable: {error}") from error

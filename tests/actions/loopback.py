@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -23,12 +24,35 @@ class _Server(ThreadingHTTPServer):
         self.slow_s = slow_s
         self.stopping = threading.Event()
         self.requests_seen: list[str] = []
+        self.connections_opened = 0
+        self.open_connections: set[socket.socket] = set()
+
+    def close_open_connections(self) -> None:
+        """What a process that dies does to its kept-alive connections."""
+        for connection in list(self.open_connections):
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
 
 class LoopbackHandler(BaseHTTPRequestHandler):
-    """Base handler: quiet logs and a `send` that tolerates clients that gave up."""
+    """Base handler: quiet logs and a `send` that tolerates clients that gave up.
+
+    HTTP/1.1 keeps connections open between requests, as real servers do, and every
+    connection is counted, so tests can see whether a client reuses its connections.
+    """
 
     server: _Server
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.connections_opened += 1
+        self.server.open_connections.add(self.connection)
+
+    def finish(self) -> None:
+        self.server.open_connections.discard(self.connection)
+        super().finish()
 
     def wait_slowly(self) -> bool:
         """Sleep `slow_s` seconds; True when the server is stopping meanwhile."""
@@ -65,6 +89,10 @@ class LoopbackServer:
     def requests_seen(self) -> list[str]:
         return self._server.requests_seen
 
+    @property
+    def connections_opened(self) -> int:
+        return self._server.connections_opened
+
     def __enter__(self) -> Self:
         self._thread.start()
         return self
@@ -73,6 +101,7 @@ class LoopbackServer:
         self._server.stopping.set()
         self._server.shutdown()
         self._server.server_close()
+        self._server.close_open_connections()
         self._thread.join()
 
     @classmethod

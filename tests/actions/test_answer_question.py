@@ -78,6 +78,27 @@ def test_client_with_nobody_listening_is_unavailable() -> None:
         QaClient(f"http://127.0.0.1:{free_port()}", timeout_s=TIMEOUT_S).ask("what is ophiuchus?")
 
 
+def test_client_keeps_one_connection_for_many_questions(qa_service: QaServiceServer) -> None:
+    client = qa_client(qa_service)
+    client.ask("Who wrote the Tetrabiblos?")
+    opened = qa_service.connections_opened
+    for question in ("What is a sign?", "What is a planet?", "Who was Ptolemy?"):
+        client.ask(question)
+    assert qa_service.connections_opened == opened
+
+
+def test_client_recovers_when_the_service_restarts() -> None:
+    """A pooled connection to a service that went away is replaced, not reused into an error."""
+    port = free_port()
+    client = QaClient(f"http://127.0.0.1:{port}", timeout_s=TIMEOUT_S)
+    with QaServiceServer(port=port):
+        assert client.ask("Who wrote the Tetrabiblos?").answer == "Claudius Ptolemy"
+    with pytest.raises(QaUnavailable, match="unreachable"):
+        client.ask("Who wrote the Tetrabiblos?")
+    with QaServiceServer(port=port):
+        assert client.ask("Who wrote the Tetrabiblos?").answer == "Claudius Ptolemy"
+
+
 # --- the action ---------------------------------------------------------------------------
 
 

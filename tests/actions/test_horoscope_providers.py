@@ -65,6 +65,27 @@ def test_http_provider_connection_refused_is_unavailable() -> None:
         provider.daily("leo", TODAY)
 
 
+def test_http_provider_keeps_one_connection_for_many_requests(horoscope_api: HoroscopeApiServer) -> None:
+    provider = http_provider(horoscope_api)
+    provider.daily("leo", TODAY)
+    opened = horoscope_api.connections_opened
+    for sign in ("aries", "virgo", "pisces"):
+        assert provider.daily(sign, TODAY) == served_text(sign, "2026-11-21")
+    assert horoscope_api.connections_opened == opened
+
+
+def test_http_provider_recovers_when_the_api_restarts() -> None:
+    """A pooled connection to an API that went away is replaced, not reused into an error."""
+    port = free_port()
+    provider = HttpHoroscopeProvider(f"http://127.0.0.1:{port}", timeout_s=SHORT_TIMEOUT_S)
+    with HoroscopeApiServer(port=port):
+        assert provider.daily("leo", TODAY) == served_text("leo", "2026-11-21")
+    with pytest.raises(HoroscopeUnavailable):
+        provider.daily("leo", TODAY)
+    with HoroscopeApiServer(port=port):
+        assert provider.daily("leo", TODAY) == served_text("leo", "2026-11-21")
+
+
 def test_built_in_provider_is_stable_for_a_sign_and_day() -> None:
     assert BuiltInHoroscopeProvider().daily("virgo", TODAY) == BuiltInHoroscopeProvider().daily(
         "virgo", TODAY
