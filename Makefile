@@ -23,7 +23,7 @@ RASA_MODEL := models/horoscope.tar.gz
 RASA_SOURCES := domain.yml config.yml $(shell find data -name '*.yml' -not -path 'data/knowledge/*' 2>/dev/null)
 
 .PHONY: help install run serve test lint validate test-actions test-retrieval test-e2e test-stories test-rasa-cli \
-	test-browser test-nlu \
+	test-browser test-nlu test-routing \
 	nlu-eval train train-reader ship-reader calibrate-reader calibrate-confidence tune export-reader qa-serve test-service lock clean \
 	bench bench-retrieval bench-qa bench-reader bench-abstention bench-turns bench-train bench-scale
 
@@ -125,7 +125,7 @@ export-reader: $(QA_VENV)/.installed ## ONNX fp32/int8 + TorchScript export, par
 
 # --- tests -------------------------------------------------------------------------
 test: install lint validate test-actions test-retrieval test-service test-e2e test-cluster test-stories test-rasa-cli test-browser \
-	test-nlu ## run every test
+	test-nlu test-routing ## run every test
 	@echo "make test: all test suites passed"
 
 lint: install ## ruff over the Python code
@@ -164,6 +164,9 @@ test-browser: install $(RASA_MODEL) ## the web chat in headless Chromium against
 test-nlu: $(RASA_VENV)/.installed ## NLU cross-validation; fails below the F1 floors in scripts/nlu_report.py
 	$(RASA) test nlu --cross-validation --folds 3 --out results/nlu
 	$(RASA_PY) scripts/nlu_report.py results/nlu --out results/nlu/summary.json
+
+test-routing: $(RASA_MODEL) ## the trained model sends open questions to the QA service, requests to their intents
+	$(RASA_PY) -m pytest tests/nlu
 
 nlu-eval: test-nlu ## cross-validate NLU and record the scores the README quotes
 	cp results/nlu/summary.json bench/results/nlu.json
