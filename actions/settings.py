@@ -8,7 +8,7 @@ answer is right (calibrated on held-out questions: retrieval.service.calibration
 answers below QA_MIN_CONFIDENCE (default 0.79) are given with a warning that the
 bot is not sure. 0.79 is the calibration's `hedge_below` for the shipped reader,
 the lowest confidence at which 90% of the answers to its fitting questions are
-right; on held-out questions 91% of the unhedged answers are right (SQuAD dev)
+right; on held-out questions 88% of the unhedged answers are right (SQuAD dev)
 and 85% (the knowledge base): bench/results/confidence.json.
 """
 
