@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from rasa.core.agent import Agent
 
+from retrieval.squad import read_squad
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL = REPO_ROOT / "models" / "horoscope.tar.gz"
 ROUTING = json.loads((REPO_ROOT / "tests" / "data" / "routing.json").read_text(encoding="utf-8"))
@@ -31,8 +33,9 @@ REQUESTS_FLOOR = 18  # of 19
 
 
 def knowledge_base_questions() -> list[str]:
-    data = json.loads((REPO_ROOT / "tests" / "data" / "knowledge_qa.json").read_text(encoding="utf-8"))
-    return [qa["question"] for doc in data["data"] for p in doc["paragraphs"] for qa in p["qas"]]
+    """Read as every SQuAD-format file of the project is (stdlib only, so the Rasa venv can too)."""
+    paragraphs = read_squad(REPO_ROOT / "tests" / "data" / "knowledge_qa.json")
+    return [question.question for paragraph in paragraphs for question in paragraph.questions]
 
 
 @pytest.fixture(scope="module")
