@@ -24,7 +24,7 @@ RASA_SOURCES := domain.yml config.yml $(shell find data -name '*.yml' -not -path
 
 .PHONY: help install run serve test lint validate test-actions test-retrieval test-e2e test-stories test-rasa-cli \
 	test-browser test-nlu test-routing \
-	nlu-eval train train-reader ship-reader calibrate-reader calibrate-confidence tune export-reader qa-serve test-service lock clean \
+	nlu-eval train train-reader ship-reader average-reader calibrate-reader calibrate-confidence tune export-reader qa-serve test-service lock clean \
 	bench bench-retrieval bench-qa bench-reader bench-abstention bench-turns bench-train bench-scale
 
 .PHONY: serve-cluster test-cluster bench-reliability
@@ -92,7 +92,11 @@ TRIALS ?= 10
 # without that checkpoint it continues the run models/reader was shipped from (same settings as
 # below: models/reader/README.md, stage 4).
 READER_RUN ?= var/reader-full
-READER_RUN_ARGS ?= --epochs 2 --lr 1e-4 --warmup-ratio 0.03 --batch-size 32 --eval-every 1000 --seed 101
+READER_RUN_ARGS ?= --epochs 2 --lr 1e-4 --warmup-ratio 0.03 --batch-size 32 --eval-every 1000 --seed 101 \
+	--keep-snapshots 8
+# The mean of the run's last AVERAGE_LAST checkpoints (10 minutes apart): retrieval/training/average.py.
+AVERAGE_LAST ?= 4
+READER_AVERAGED ?= var/reader-averaged
 
 train-reader: $(QA_VENV)/.installed ## fine-tune the reader from models/reader (resumes READER_RUN; DDP, NPROC)
 	$(QA_VENV)/bin/torchrun --standalone --nproc_per_node $(NPROC) -m retrieval.training.train \
@@ -102,6 +106,10 @@ train-reader: $(QA_VENV)/.installed ## fine-tune the reader from models/reader (
 ship-reader: $(QA_VENV)/.installed ## copy READER_RUN's best model to models/reader if its dev-half F1 is higher
 	$(QA_PY) -m retrieval.training.ship --candidate $(READER_RUN) --shipped $(READER) \
 		--dev $(SQUAD)/dev-v1.1.json.gz
+
+average-reader: $(QA_VENV)/.installed ## average READER_RUN's last AVERAGE_LAST checkpoints; ship if dev F1 is higher
+	$(QA_PY) -m retrieval.training.average --run $(READER_RUN) --last $(AVERAGE_LAST) --out $(READER_AVERAGED)
+	$(MAKE) ship-reader READER_RUN=$(READER_AVERAGED)
 
 calibrate-reader: $(QA_VENV)/.installed ## pick the reader's abstention threshold on SQuAD 2.0 dev
 	$(QA_PY) -m retrieval.training.train --calibrate $(SQUAD)/dev-v2.0.json.gz --out $(READER)

@@ -15,7 +15,10 @@ Contenders, one after another, each in its own child process (train.py's `train(
   project-fp32  train.py with --precision fp32, otherwise its defaults
   project       train.py with its defaults: bf16 autocast where the CPU has it natively, length-grouped
                 batches, eager attention on CPU
-The two project rows differ only in precision: their loss curves and dev F1 are the fp32-vs-bf16 check.
+  project-keep  train.py with its defaults and --keep-freed-memory (glibc keeps freed memory for the
+                next step instead of page-faulting it back; the process grows)
+The fp32 and default project rows differ only in precision: their loss curves and dev F1 are the
+fp32-vs-bf16 check; project-keep against project measures keeping freed memory.
 
     .venv/bin/python bench/train_throughput.py --train ../shared/data/squad/train-v1.1.json.gz \
         --dev ../shared/data/squad/dev-v1.1.json.gz      # make bench-train; ~15 min on 2 idle cores
@@ -56,8 +59,14 @@ from retrieval.training.evaluation import evaluate  # noqa: E402
 from retrieval.training.options import DEFAULT_FEATURE_CACHE  # noqa: E402
 from retrieval.training.train import default_init_dir  # noqa: E402
 
-BASELINE, PROJECT_FP32, PROJECT = "hf-trainer", "project-fp32", "project"
-CONTENDERS = (BASELINE, PROJECT_FP32, PROJECT)  # the baseline runs first
+BASELINE, PROJECT_FP32, PROJECT, PROJECT_KEEP = "hf-trainer", "project-fp32", "project", "project-keep"
+CONTENDERS = (BASELINE, PROJECT_FP32, PROJECT, PROJECT_KEEP)  # the baseline runs first
+# What each of the project's rows changes in train.py's defaults.
+PROJECT_OPTIONS: dict[str, dict[str, str | None]] = {
+    PROJECT_FP32: {"precision": "fp32"},
+    PROJECT: {},
+    PROJECT_KEEP: {"keep-freed-memory": None},
+}
 GOAL_SPEED, F1_BUDGET = 3.0, 1.0  # the issue's goal: 3x the Trainer's windows/s, at most 1 F1 point lost
 # Options passed on to train.py as they are.
 PASSED_ON = ("batch_size", "lr", "weight_decay", "warmup_ratio", "max_length", "stride", "seed", "threads")
@@ -134,7 +143,7 @@ def device_name(device: torch.device) -> str:
     return f"CPU: {platform.processor() or platform.machine()}"
 
 
-def measure_project(args: argparse.Namespace, precision: str) -> dict[str, Any]:
+def measure_project(args: argparse.Namespace, changed: dict[str, str | None]) -> dict[str, Any]:
     """train.py's `train()` in this process, timed by the record timestamps of its per-step log lines
     (logged after each optimiser step, so the interval from the warm-up's last line is the timed steps)."""
     from retrieval.training import train as project
@@ -160,7 +169,7 @@ def measure_project(args: argparse.Namespace, precision: str) -> dict[str, Any]:
     project.log.addHandler(StepLines())  # train() resets the root logger's handlers, not this logger's
     with tempfile.TemporaryDirectory(prefix="throughput-project-") as out:
         options = {
-            **{"train": args.train, "dev": args.dev, "out": out, "epochs": 1, "precision": precision},
+            **{"train": args.train, "dev": args.dev, "out": out, "epochs": 1, **changed},
             **{"max-train-examples": args.examples, "max-dev-examples": args.dev_examples},
             **{name.replace("_", "-"): getattr(args, name) for name in PASSED_ON},
             **{"max-steps": total_steps(args), "log-every": 1},
@@ -168,7 +177,7 @@ def measure_project(args: argparse.Namespace, precision: str) -> dict[str, Any]:
             # Trainer's), and no timed checkpoint may fall inside the timed steps (the Trainer saves none).
             **{"feature-cache": "", "checkpoint-minutes": 0},
         }
-        argv = [item for name, value in options.items() for item in (f"--{name}", str(value))]
+        argv = [f"--{name}" if value is None else f"--{name}={value}" for name, value in options.items()]
         summary = project.train(parse_args(argv))
     if summary["global_step"] != total_steps(args):
         raise SystemExit(f"train.py stopped after {summary['global_step']} steps: raise --examples")
@@ -267,7 +276,7 @@ def run_contender(args: argparse.Namespace) -> None:
     if args.contender == BASELINE:
         measured = measure_trainer(args)
     else:
-        measured = measure_project(args, "fp32" if args.contender == PROJECT_FP32 else "auto")
+        measured = measure_project(args, PROJECT_OPTIONS[args.contender])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     measured |= {"device": device_name(device), "torch_threads": torch.get_num_threads()}
     args.result.write_text(json.dumps(measured))
@@ -362,6 +371,11 @@ def print_table(measured: dict[str, dict[str, Any]], check: dict[str, Any], targ
         f"{check['steps_compared']} steps; dev F1 {check['dev_f1_default']:.1f} against "
         f"{check['dev_f1_fp32']:.1f}"
     )
+    keep, plain = measured[PROJECT_KEEP], measured[PROJECT]
+    print(
+        f"freed memory kept: project-keep at {keep['windows_per_s'] / plain['windows_per_s']:.2f}x "
+        f"project's windows/s, {keep['peak_memory_mb'] / plain['peak_memory_mb']:.2f}x its peak memory"
+    )
     print(
         f"goal {'MET' if target['met'] else 'NOT met'}: project at {target['speed_vs_baseline']:.2f}x the "
         f"Trainer's windows/s (goal >= {GOAL_SPEED:g}x), dev F1 {target['dev_f1_vs_baseline']:+.1f} points "
@@ -375,7 +389,7 @@ def plot(measured: dict[str, dict[str, Any]], args: argparse.Namespace, path: Pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colours = {BASELINE: "#888888", PROJECT_FP32: "#ff7f0e", PROJECT: "#1f77b4"}
+    colours = {BASELINE: "#888888", PROJECT_FP32: "#ff7f0e", PROJECT_KEEP: "#2ca02c", PROJECT: "#1f77b4"}
     figure, (curves, speed) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [3, 2]})
     for name, row in measured.items():
         steps, losses = np.array(row["losses"]).T

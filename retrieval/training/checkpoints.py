@@ -27,6 +27,9 @@ MANIFEST = "manifest.json"
 ARGS_FILE = "training_args.json"
 TRAINER_FILE = "trainer.pt"
 STATE_FILE = "trainer_state.json"
+WEIGHTS_FILE = "model.safetensors"
+SNAPSHOT_PREFIX = "step-"
+AVERAGED_FILE = "averaged.json"  # in a reader averaged from snapshots: which steps it is the mean of
 
 
 class CheckpointError(RuntimeError):
@@ -101,6 +104,32 @@ def write_checkpoint(
         folder.rename(retired)
     staging.rename(folder)
     shutil.rmtree(retired, ignore_errors=True)
+
+
+def keep_snapshot(checkpoint: Path, snapshots: Path, keep: int) -> Path:
+    """Copy a whole checkpoint's weights and state to `snapshots/step-N` and delete all but the
+    newest `keep` snapshots: what retrieval.training.average averages."""
+    state = TrainerState.load(checkpoint)
+    snapshot = snapshots / f"{SNAPSHOT_PREFIX}{state.global_step:06d}"
+    staging = snapshot.with_name(snapshot.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name in (WEIGHTS_FILE, STATE_FILE):
+        shutil.copy2(checkpoint / name, staging / name)
+    shutil.rmtree(snapshot, ignore_errors=True)
+    staging.rename(snapshot)
+    for old in list_snapshots(snapshots)[:-keep]:
+        shutil.rmtree(old)
+    return snapshot
+
+
+def list_snapshots(snapshots: Path) -> list[Path]:
+    """A run's whole snapshots, oldest first (the zero-padded step sorts them)."""
+    if not snapshots.is_dir():
+        return []
+    return sorted(
+        p for p in snapshots.iterdir() if p.name.startswith(SNAPSHOT_PREFIX) and not p.name.endswith(".tmp")
+    )
 
 
 def verify_checkpoint(folder: Path) -> None:

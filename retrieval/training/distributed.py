@@ -3,6 +3,8 @@ collectives training needs (agreeing on when to checkpoint or stop)."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import logging
 import os
@@ -97,6 +99,31 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 def native_cpu_bf16() -> bool:
     """True on CPUs with AVX-512 BF16 or AMX, where oneDNN runs bf16 matmuls at full speed."""
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+# glibc's mallopt parameters (malloc.h) and the trim threshold used: 2 GiB, the largest an int holds.
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+NEVER_TRIM = 2**31 - 1
+
+
+def keep_freed_memory() -> bool:
+    """Have glibc keep the memory a training step frees for the next step; False where it cannot.
+
+    By default glibc serves every allocation over 32 MB (a batch's attention scores, its
+    activations) with a fresh mmap and unmaps it when freed, so each step gets its memory back from
+    the kernel as new zeroed pages: on the reader's CPU run that was 67,000 page faults a second and
+    23% of the process's CPU time spent in the kernel. Serving everything from the heap and never
+    trimming it keeps the pages mapped: the same run trained 1.45x faster. The price is memory:
+    batches of every length leave holes the heap cannot give back, and the process grew from 7 to
+    over 11 GB in 20 minutes without levelling off, so train.py asks for it only with
+    --keep-freed-memory (one process, memory to spare). The same as MALLOC_MMAP_MAX_=0
+    MALLOC_TRIM_THRESHOLD_=..., set from inside, so torchrun's and spawned ranks get it too."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, NEVER_TRIM))
+    except (OSError, TypeError, AttributeError):  # not glibc (musl, macOS): leave the allocator alone
+        return False
 
 
 class StopRequest:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from retrieval.reader.model import Reader, ReaderConfig
+from retrieval.training.checkpoints import AVERAGED_FILE
 from retrieval.training.data import load_examples
 from retrieval.training.evaluation import evaluate
 
@@ -37,6 +38,7 @@ MODEL_FILES = (
     "training_args.json",
     "metrics.json",
     "trainer_state.json",
+    AVERAGED_FILE,
 )
 STALE_WITH_NEW_WEIGHTS = ("calibration.json", "confidence_calibration.json")
 # reader_config.json settings chosen for the QA service on the shipped reader, not by training
@@ -60,9 +62,11 @@ def ship(candidate: Path, shipped: Path, dev_file: Path, threads: int | None = N
     log.info("dev F1: candidate %.2f, shipped %.2f", scores["candidate"]["f1"], scores["shipped"]["f1"])
     if replaced:
         serving = {name: getattr(ReaderConfig.load(shipped), name) for name in SERVING_SETTINGS}
-        for name in MODEL_FILES:
+        for name in MODEL_FILES:  # a file the candidate lacks described the old weights
             if (candidate / name).is_file():
                 shutil.copy2(candidate / name, shipped / name)
+            else:
+                (shipped / name).unlink(missing_ok=True)
         replace(ReaderConfig.load(shipped), **serving).save(shipped)
         log.info("kept the shipped serving settings: %s", serving)
         for name in STALE_WITH_NEW_WEIGHTS:

@@ -15,6 +15,8 @@ On a CPU the run is built to last for hours and to be stopped at any time: bf16 
 the CPU computes it natively, batches of windows of similar length (little padding), windows
 tokenised once and cached, and a checkpoint every few minutes (and on SIGTERM/SIGINT) that
 `--resume auto` continues exactly: weights, optimiser, scheduler, data position and RNG.
+`--keep-freed-memory` trades memory for speed (distributed.keep_freed_memory). `--keep-snapshots N` keeps the
+weights of the last N checkpoints, which retrieval.training.average averages into one reader.
 
 With `--negatives-same-article` / `--negatives-retrieved`, each question is also read with
 passages that do not hold its answer (retrieval.training.negatives), and `--shared-norm`
@@ -51,6 +53,7 @@ from retrieval.training.checkpoints import (
     CheckpointError,
     TrainerState,
     continued_run,
+    keep_snapshot,
     read_trainer_file,
     rng_state,
     save_best,
@@ -58,7 +61,13 @@ from retrieval.training.checkpoints import (
     write_checkpoint,
 )
 from retrieval.training.data import NegativeSettings, epoch_batches, load_examples, load_training_windows
-from retrieval.training.distributed import StopRequest, autocast_dtype, setup_distributed, weights_digest
+from retrieval.training.distributed import (
+    StopRequest,
+    autocast_dtype,
+    keep_freed_memory,
+    setup_distributed,
+    weights_digest,
+)
 from retrieval.training.evaluation import calibrate, evaluate
 from retrieval.training.objective import shared_norm_loss
 from retrieval.training.options import parse_args
@@ -66,6 +75,7 @@ from retrieval.training.options import parse_args
 log = logging.getLogger("retrieval.training.train")
 
 CHECKPOINT_DIR = "checkpoint"  # inside --out: the latest resumable state (the best model is --out itself)
+SNAPSHOT_DIR = "snapshots"  # inside --out: the last --keep-snapshots checkpoints' weights
 
 
 def default_init_dir() -> str:
@@ -99,6 +109,8 @@ def train(args: argparse.Namespace, report=None, stop_request: StopRequest | Non
     )
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.keep_freed_memory and env.device.type == "cpu" and not keep_freed_memory():
+        log.info("this C library cannot be asked to keep freed memory (not glibc): left as it is")
     args.out.mkdir(parents=True, exist_ok=True)
     feature_config = FeatureConfig(max_length=args.max_length, stride=args.stride)
     reader_config = ReaderConfig(features=feature_config)
@@ -216,6 +228,8 @@ def train(args: argparse.Namespace, report=None, stop_request: StopRequest | Non
             folder = args.out / CHECKPOINT_DIR
             write_checkpoint(folder, model, tokenizer, reader_config, optimizer, scheduler, state, rng_states)
             log.info("checkpoint at step %d in %s", state.global_step, folder)
+            if args.keep_snapshots:
+                keep_snapshot(folder, args.out / SNAPSHOT_DIR, args.keep_snapshots)
         env.barrier()
 
     def evaluate_and_checkpoint(train_loss: float) -> None:

@@ -1,0 +1,105 @@
+"""Average the weights of a training run's last checkpoints into one reader.
+
+    python -m retrieval.training.average --run var/reader-full --last 4 --out var/reader-averaged
+    make ship-reader READER_RUN=var/reader-averaged
+
+A stage of the reader's run ends wherever the session had to stop, half-way down the learning
+rate schedule, where each step still moves the weights around the region the loss is low in.
+The mean of the last few checkpoints lies nearer the middle of that region than any one of them
+(checkpoint averaging: Vaswani et al. 2017; stochastic weight averaging: Izmailov et al. 2018).
+The run keeps its checkpoints with `--keep-snapshots N`. The result is a reader folder like the
+run's own best model, which `make ship-reader` scores on every dev question and ships only if
+it is better; nothing here trusts the average without that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from transformers import AutoTokenizer, BertForQuestionAnswering
+
+from retrieval.reader.model import ReaderConfig
+from retrieval.training.checkpoints import (
+    ARGS_FILE,
+    AVERAGED_FILE,
+    STATE_FILE,
+    WEIGHTS_FILE,
+    TrainerState,
+    list_snapshots,
+    save_best,
+    verify_checkpoint,
+)
+from retrieval.training.train import CHECKPOINT_DIR, SNAPSHOT_DIR
+
+log = logging.getLogger(__name__)
+
+
+def average_weights(snapshots: Sequence[Path]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of the snapshots' fp32 weights (one snapshot in memory at a time)."""
+    total: dict[str, torch.Tensor] = {}
+    for snapshot in snapshots:
+        weights = load_file(snapshot / WEIGHTS_FILE)
+        if total and weights.keys() != total.keys():
+            raise ValueError(f"{snapshot} holds other weights than {snapshots[0]}: not the same model")
+        for name, tensor in weights.items():
+            total[name] = total[name] + tensor.double() if name in total else tensor.double()
+    return {name: (tensor / len(snapshots)).float() for name, tensor in total.items()}
+
+
+def average_run(run: Path, last: int, out: Path, save_dtype: str = "fp16") -> dict:
+    """Write the mean of `run`'s last `last` snapshots to `out` as a reader; return what was averaged."""
+    snapshots = list_snapshots(run / SNAPSHOT_DIR)[-last:]
+    if len(snapshots) < 2:
+        raise FileNotFoundError(
+            f"{run / SNAPSHOT_DIR} holds {len(snapshots)} snapshot(s); averaging needs at least 2 "
+            "(train with --keep-snapshots N)"
+        )
+    checkpoint = run / CHECKPOINT_DIR  # the model's config and tokenizer, the same for every snapshot
+    verify_checkpoint(checkpoint)
+    model = BertForQuestionAnswering.from_pretrained(checkpoint, dtype=torch.float32)
+    model.load_state_dict(average_weights(snapshots))
+    states = [TrainerState.load(snapshot) for snapshot in snapshots]
+    newest = {key: value for key, value in states[-1].__dict__.items() if key != "history"}
+    averaged = {"run": str(run), "steps": [state.global_step for state in states]}
+    out.mkdir(parents=True, exist_ok=True)
+    save_best(
+        out,
+        model,
+        AutoTokenizer.from_pretrained(checkpoint),
+        ReaderConfig.load(checkpoint),
+        save_dtype,
+        {STATE_FILE: newest, AVERAGED_FILE: averaged},
+    )
+    shutil.copy2(run / ARGS_FILE, out / ARGS_FILE)
+    log.info("averaged the weights of steps %s into %s", averaged["steps"], out)
+    return averaged
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m retrieval.training.average", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--run", type=Path, required=True, help="the training run's --out folder")
+    parser.add_argument("--last", type=int, default=4, help="how many of the newest snapshots to average")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the averaged reader")
+    parser.add_argument("--save-dtype", choices=("fp32", "fp16"), default="fp16")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        averaged = average_run(args.run, args.last, args.out, args.save_dtype)
+    except FileNotFoundError as error:
+        print(f"error: {error}")
+        return 2
+    print(json.dumps(averaged))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
