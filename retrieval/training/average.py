@@ -25,20 +25,20 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from transformers import AutoTokenizer, BertForQuestionAnswering
+from transformers import AutoConfig, AutoTokenizer, BertForQuestionAnswering
 
 from retrieval.reader.model import ReaderConfig
 from retrieval.training.checkpoints import (
     ARGS_FILE,
     AVERAGED_FILE,
+    SNAPSHOT_DIR,
     STATE_FILE,
     WEIGHTS_FILE,
     TrainerState,
     list_snapshots,
     save_best,
-    verify_checkpoint,
 )
-from retrieval.training.train import CHECKPOINT_DIR, SNAPSHOT_DIR
+from retrieval.training.train import CHECKPOINT_DIR
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,7 @@ def average_run(run: Path, last: int, out: Path, save_dtype: str = "fp16") -> di
             "(train with --keep-snapshots N)"
         )
     checkpoint = run / CHECKPOINT_DIR  # the model's config and tokenizer, the same for every snapshot
-    verify_checkpoint(checkpoint)
-    model = BertForQuestionAnswering.from_pretrained(checkpoint, dtype=torch.float32)
+    model = BertForQuestionAnswering(AutoConfig.from_pretrained(checkpoint))  # weights come next
     model.load_state_dict(average_weights(snapshots))
     states = [TrainerState.load(snapshot) for snapshot in snapshots]
     newest = {key: value for key, value in states[-1].__dict__.items() if key != "history"}

@@ -28,6 +28,7 @@ ARGS_FILE = "training_args.json"
 TRAINER_FILE = "trainer.pt"
 STATE_FILE = "trainer_state.json"
 WEIGHTS_FILE = "model.safetensors"
+SNAPSHOT_DIR = "snapshots"  # inside a run's --out: the last --keep-snapshots checkpoints' weights
 SNAPSHOT_PREFIX = "step-"
 AVERAGED_FILE = "averaged.json"  # in a reader averaged from snapshots: which steps it is the mean of
 

@@ -49,6 +49,7 @@ from retrieval.reader.features import FeatureConfig
 from retrieval.reader.model import Reader, ReaderConfig
 from retrieval.training.checkpoints import (
     ARGS_FILE,
+    SNAPSHOT_DIR,
     STATE_FILE,
     CheckpointError,
     TrainerState,
@@ -75,7 +76,6 @@ from retrieval.training.options import parse_args
 log = logging.getLogger("retrieval.training.train")
 
 CHECKPOINT_DIR = "checkpoint"  # inside --out: the latest resumable state (the best model is --out itself)
-SNAPSHOT_DIR = "snapshots"  # inside --out: the last --keep-snapshots checkpoints' weights
 
 
 def default_init_dir() -> str:

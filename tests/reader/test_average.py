@@ -12,12 +12,12 @@ from safetensors.torch import load_file
 
 from retrieval.reader.model import Reader
 from retrieval.training.average import average_run, main
-from retrieval.training.checkpoints import AVERAGED_FILE, list_snapshots
+from retrieval.training.checkpoints import AVERAGED_FILE, SNAPSHOT_DIR, list_snapshots
 from retrieval.training.data import load_examples
 from retrieval.training.evaluation import evaluate
 from retrieval.training.options import parse_args
 from retrieval.training.ship import ship
-from retrieval.training.train import SNAPSHOT_DIR, train
+from retrieval.training.train import train
 from tests.reader.test_training_fast_path import argv
 
 

@@ -204,7 +204,11 @@ def test_freed_memory_is_reused_instead_of_page_faulted_back_from_the_kernel():
 
     def faults(mode: str) -> int:
         probe = subprocess.run(
-            [sys.executable, "-c", FAULTS_PROBE, mode], capture_output=True, text=True, check=True
+            [sys.executable, "-c", FAULTS_PROBE, mode],
+            cwd=Path(__file__).resolve().parents[2],  # where `retrieval` imports from
+            capture_output=True,
+            text=True,
+            check=True,
         )
         return int(probe.stdout)
 
