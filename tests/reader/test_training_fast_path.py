@@ -189,7 +189,7 @@ import resource, sys, torch
 from retrieval.training.distributed import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
-for round in range(3):  # a step's big tensors, allocated, written and freed; the last round is measured
+for round in range(6):  # a step's big tensors, allocated, written and freed; the last round is measured
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(4):
         torch.empty(64 * 2**20, dtype=torch.uint8).fill_(1)
@@ -198,9 +198,11 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 
 def test_freed_memory_is_reused_instead_of_page_faulted_back_from_the_kernel():
-    """Four 64 MiB tensors, one after another, three times: with glibc's defaults every one is
+    """Four 64 MiB tensors, one after another, six times: with glibc's defaults every one is
     mapped afresh and each of its 4 KiB pages faults (65,536 in a round); kept, the heap's pages
-    are reused once it has grown (measured: no fault in the third round)."""
+    are reused once it has grown. The heap takes two or three rounds to grow (it varies from run
+    to run, and a third round with one tensor's faults failed CI): in 8 probes of 10 rounds it
+    never took more than three, so the sixth is measured."""
 
     def faults(mode: str) -> int:
         probe = subprocess.run(
