@@ -28,7 +28,7 @@ RASA_SOURCES := domain.yml config.yml $(shell find data -name '*.yml' -not -path
 	bench bench-retrieval bench-qa bench-reader bench-abstention bench-turns bench-train bench-scale
 
 .PHONY: serve-cluster test-cluster bench-reliability
-.PHONY: bench-follow-ups
+.PHONY: bench-follow-ups bench-shared-norm
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -184,7 +184,7 @@ SQUAD_TRAIN = $(SQUAD)/train-v1.1.json.gz
 SQUAD_DEV = $(SQUAD)/dev-v1.1.json.gz
 SQUAD_CORPUS = $(SQUAD_TRAIN) $(SQUAD_DEV)
 
-bench: bench-retrieval bench-qa bench-reader bench-abstention bench-turns bench-train bench-scale bench-reliability bench-follow-ups ## every benchmark
+bench: bench-retrieval bench-qa bench-reader bench-abstention bench-turns bench-train bench-scale bench-reliability bench-follow-ups bench-shared-norm ## every benchmark
 
 bench-retrieval: $(QA_VENV)/.installed ## retrievers on SQuAD paragraphs against unigram TF-IDF
 	$(QA_PY) bench/retrieval.py --corpus $(SQUAD_CORPUS) --questions $(SQUAD_DEV) --limit 1000 \
@@ -210,6 +210,9 @@ bench-reliability: install $(RASA_MODEL) ## make serve's stack, then the cluster
 
 bench-train: $(QA_VENV)/.installed ## reader training on CPU: train.py against HF Trainer (windows/s, memory, dev F1)
 	$(QA_PY) bench/train_throughput.py --train $(SQUAD)/train-v1.1.json.gz --dev $(SQUAD)/dev-v1.1.json.gz
+
+bench-shared-norm: $(QA_VENV)/.installed ## training with negatives: one padded forward per batch against length chunks
+	$(QA_PY) bench/shared_norm_chunks.py --train $(SQUAD)/train-v1.1.json.gz
 
 bench-scale: $(QA_VENV)/.installed ## dense index at 20k/200k/1M passages: exact against HNSW/IVF
 	$(QA_PY) bench/retrieval_scale.py --corpus $(SQUAD_CORPUS) --questions $(SQUAD_DEV)

@@ -70,7 +70,7 @@ from retrieval.training.distributed import (
     weights_digest,
 )
 from retrieval.training.evaluation import calibrate, evaluate
-from retrieval.training.objective import shared_norm_loss
+from retrieval.training.objective import LengthChunkedReader, shared_norm_loss
 from retrieval.training.options import parse_args
 
 log = logging.getLogger("retrieval.training.train")
@@ -87,13 +87,13 @@ def default_init_dir() -> str:
 
 def span_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], shared_norm: bool) -> torch.Tensor:
     """The batch's loss: the model's own span cross-entropy, or with shared normalisation across
-    each question's windows (retrieval.training.objective)."""
+    each question's windows (retrieval.training.objective; `model` is then a LengthChunkedReader)."""
     inputs = {name: batch[name] for name in ("input_ids", "token_type_ids", "attention_mask")}
     if not shared_norm:
         labels = {name: batch[name] for name in ("start_positions", "end_positions")}
         return model(**inputs, **labels).loss
-    output = model(**inputs)
-    return shared_norm_loss(output.start_logits, output.end_logits, batch)
+    start_logits, end_logits = model(**inputs)
+    return shared_norm_loss(start_logits, end_logits, batch)
 
 
 def train(args: argparse.Namespace, report=None, stop_request: StopRequest | None = None) -> dict[str, Any]:
@@ -217,7 +217,8 @@ def train(args: argparse.Namespace, report=None, stop_request: StopRequest | Non
             state.batches_done_in_epoch,
         )
 
-    ddp_model = DistributedDataParallel(model) if env.enabled else model
+    trained = LengthChunkedReader(model) if args.shared_norm else model
+    ddp_model = DistributedDataParallel(trained) if env.enabled else trained
     autocast = torch.autocast(env.device.type, dtype=dtype) if dtype else nullcontext()
     stop_request = stop_request or StopRequest()
 

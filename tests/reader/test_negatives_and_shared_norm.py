@@ -8,13 +8,15 @@ import math
 import numpy as np
 import pytest
 import torch
+from transformers import BertForQuestionAnswering
 
 from retrieval.reader.features import FeatureConfig, encode_pairs
 from retrieval.squad import SquadAnswer, SquadParagraph, SquadQuestion
 from retrieval.training.data import Example, NegativeSettings, TrainingWindows, epoch_batches, grouped_pairs
 from retrieval.training.negatives import holds_answer, mine_negatives
-from retrieval.training.objective import question_terms, shared_norm_loss
+from retrieval.training.objective import LengthChunkedReader, length_chunks, question_terms, shared_norm_loss
 from retrieval.training.options import parse_args
+from retrieval.training.spawn import spawn_training
 from retrieval.training.train import train
 
 LIGHTHOUSE = "The Brightwater lighthouse was built in 1871 by the engineer Mara Okafor."
@@ -104,6 +106,34 @@ def test_shared_normalisation_is_one_softmax_over_all_windows_of_a_question():
     )
 
 
+def test_length_chunks_pad_least():
+    # Two long windows and four short ones: one chunk pads the short ones to 100 (600 tokens).
+    lengths = (100, 90, 30, 30, 20, 10)
+    assert length_chunks(lengths, 1) == ((0, 6),)
+    assert length_chunks(lengths, 2) == ((0, 2), (2, 6))  # 2 x 100 + 4 x 30 = 320 tokens
+    assert length_chunks(lengths, 3) == ((0, 2), (2, 4), (4, 6))  # 200 + 60 + 40 = 300
+    assert length_chunks((50, 50, 50), 3) == ((0, 3),)  # nothing to gain, one pass
+    assert length_chunks((7,), 3) == ((0, 1),)
+
+
+def test_chunked_forward_gives_the_logits_of_one_padded_forward(tiny_model_dir):
+    """Rows of very different lengths, out of order: every real position's logits match the plain
+    forward of the whole padded batch, and padding is -inf."""
+    torch.manual_seed(0)
+    model = BertForQuestionAnswering.from_pretrained(tiny_model_dir).eval()
+    lengths = torch.tensor([12, 60, 9, 58, 30, 11])
+    mask = (torch.arange(64) < lengths[:, None]).long()
+    input_ids = torch.randint(1000, 2000, mask.shape) * mask
+    token_type_ids = (torch.arange(64) >= 5).long() * mask
+    with torch.no_grad():
+        plain = model(input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=mask)
+        start, end = LengthChunkedReader(model, max_chunks=3)(input_ids, token_type_ids, mask)
+    real = mask.bool()
+    torch.testing.assert_close(start[real], plain.start_logits[real], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(end[real], plain.end_logits[real], atol=1e-4, rtol=1e-4)
+    assert torch.isneginf(start[~real]).all() and torch.isneginf(end[~real]).all()
+
+
 def test_training_with_negatives_and_shared_norm_learns(squad_file, tiny_model_dir, tmp_path):
     out = tmp_path / "model"
     argv = [
@@ -116,3 +146,17 @@ def test_training_with_negatives_and_shared_norm_learns(squad_file, tiny_model_d
     losses = [m["train_loss"] for m in summary["history"]]
     assert losses[-1] < 0.8 * losses[0], losses
     assert summary["best_f1"] > 20.0
+
+
+def test_shared_norm_trains_under_two_process_ddp(squad_file, tiny_model_dir, tmp_path):
+    """The chunked forward runs inside one DistributedDataParallel forward: two gloo ranks train
+    with negatives and shared normalisation and end with identical weights."""
+    argv = [
+        *("--train", str(squad_file), "--dev", str(squad_file), "--out", str(tmp_path / "model")),
+        *("--init", str(tiny_model_dir), "--epochs", "2", "--batch-size", "6", "--max-steps", "3"),
+        *("--max-length", "96", "--stride", "16", "--threads", "1", "--feature-cache", ""),
+        *("--shared-norm", "--negatives-same-article", "1", "--negatives-retrieved", "1"),
+    ]
+    report = spawn_training(argv, nprocs=2)
+    assert report.summary["global_step"] == 3
+    assert report.replica_digests[0] == report.replica_digests[1]
