@@ -17,8 +17,10 @@ Contenders, one after another, each in its own child process (train.py's `train(
                 batches, eager attention on CPU
   project-keep  train.py with its defaults and --keep-freed-memory (glibc keeps freed memory for the
                 next step instead of page-faulting it back; the process grows)
+  project-jemalloc  train.py with its defaults under scripts/with-jemalloc.sh (jemalloc, never purging:
+                what make train-reader runs under)
 The fp32 and default project rows differ only in precision: their loss curves and dev F1 are the
-fp32-vs-bf16 check; project-keep against project measures keeping freed memory.
+fp32-vs-bf16 check; project-keep and project-jemalloc against project measure keeping freed memory.
 
     .venv/bin/python bench/train_throughput.py --train ../shared/data/squad/train-v1.1.json.gz \
         --dev ../shared/data/squad/dev-v1.1.json.gz      # make bench-train; ~15 min on 2 idle cores
@@ -59,14 +61,18 @@ from retrieval.training.evaluation import evaluate  # noqa: E402
 from retrieval.training.options import DEFAULT_FEATURE_CACHE  # noqa: E402
 from retrieval.training.train import default_init_dir  # noqa: E402
 
-BASELINE, PROJECT_FP32, PROJECT, PROJECT_KEEP = "hf-trainer", "project-fp32", "project", "project-keep"
-CONTENDERS = (BASELINE, PROJECT_FP32, PROJECT, PROJECT_KEEP)  # the baseline runs first
+BASELINE, PROJECT_FP32, PROJECT = "hf-trainer", "project-fp32", "project"
+PROJECT_KEEP, PROJECT_JEMALLOC = "project-keep", "project-jemalloc"
+CONTENDERS = (BASELINE, PROJECT_FP32, PROJECT, PROJECT_KEEP, PROJECT_JEMALLOC)  # the baseline runs first
 # What each of the project's rows changes in train.py's defaults.
 PROJECT_OPTIONS: dict[str, dict[str, str | None]] = {
     PROJECT_FP32: {"precision": "fp32"},
     PROJECT: {},
     PROJECT_KEEP: {"keep-freed-memory": None},
+    PROJECT_JEMALLOC: {},
 }
+# Contenders whose child process starts under a wrapper command.
+WRAPPERS = {PROJECT_JEMALLOC: [str(ROOT / "scripts" / "with-jemalloc.sh")]}
 GOAL_SPEED, F1_BUDGET = 3.0, 1.0  # the goal: 3x the Trainer's windows/s, at most 1 F1 point lost
 # Options passed on to train.py as they are.
 PASSED_ON = ("batch_size", "lr", "weight_decay", "warmup_ratio", "max_length", "stride", "seed", "threads")
@@ -291,7 +297,7 @@ def measure(name: str, argv: Sequence[str], timeout: int) -> dict[str, Any]:
         result = Path(folder) / "result.json"
         print(f"--- {name}", flush=True)
         own = [str(Path(__file__).resolve()), *argv, "--contender", name, "--result", str(result)]
-        child = subprocess.Popen([sys.executable, *own], start_new_session=True)
+        child = subprocess.Popen([*WRAPPERS.get(name, []), sys.executable, *own], start_new_session=True)
         try:
             code = child.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -353,12 +359,12 @@ def goal(measured: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def print_table(measured: dict[str, dict[str, Any]], check: dict[str, Any], target: dict[str, Any]) -> None:
     print(
-        f"\n{'contender':<13} {'windows/s':>9} {'s/step':>7} {'epoch h':>8} {'peak MB':>8} {'loss':>6} "
+        f"\n{'contender':<16} {'windows/s':>9} {'s/step':>7} {'epoch h':>8} {'peak MB':>8} {'loss':>6} "
         f"{'dev EM':>7} {'dev F1':>7} {'x speed':>8} {'x memory':>9}"
     )
     for name, row in measured.items():
         print(
-            f"{name:<13} {row['windows_per_s']:>9.2f} {row['seconds_per_step']:>7.2f} "
+            f"{name:<16} {row['windows_per_s']:>9.2f} {row['seconds_per_step']:>7.2f} "
             f"{row['epoch_hours']:>8.2f} {row['peak_memory_mb']:>8.0f} {row['final_train_loss']:>6.3f} "
             f"{row['dev']['exact']:>7.1f} {row['dev']['f1']:>7.1f} {row['speed_vs_baseline']:>8.2f} "
             f"{row['memory_vs_baseline']:>9.2f}"
@@ -371,11 +377,13 @@ def print_table(measured: dict[str, dict[str, Any]], check: dict[str, Any], targ
         f"{check['steps_compared']} steps; dev F1 {check['dev_f1_default']:.1f} against "
         f"{check['dev_f1_fp32']:.1f}"
     )
-    keep, plain = measured[PROJECT_KEEP], measured[PROJECT]
-    print(
-        f"freed memory kept: project-keep at {keep['windows_per_s'] / plain['windows_per_s']:.2f}x "
-        f"project's windows/s, {keep['peak_memory_mb'] / plain['peak_memory_mb']:.2f}x its peak memory"
-    )
+    plain = measured[PROJECT]
+    for name in (PROJECT_KEEP, PROJECT_JEMALLOC):
+        kept = measured[name]
+        print(
+            f"freed memory kept: {name} at {kept['windows_per_s'] / plain['windows_per_s']:.2f}x project's "
+            f"windows/s, {kept['peak_memory_mb'] / plain['peak_memory_mb']:.2f}x its peak memory"
+        )
     print(
         f"goal {'MET' if target['met'] else 'NOT met'}: project at {target['speed_vs_baseline']:.2f}x the "
         f"Trainer's windows/s (goal >= {GOAL_SPEED:g}x), dev F1 {target['dev_f1_vs_baseline']:+.1f} points "
@@ -389,7 +397,13 @@ def plot(measured: dict[str, dict[str, Any]], args: argparse.Namespace, path: Pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colours = {BASELINE: "#888888", PROJECT_FP32: "#ff7f0e", PROJECT_KEEP: "#2ca02c", PROJECT: "#1f77b4"}
+    colours = {
+        BASELINE: "#888888",
+        PROJECT_FP32: "#ff7f0e",
+        PROJECT_KEEP: "#2ca02c",
+        PROJECT_JEMALLOC: "#9467bd",
+        PROJECT: "#1f77b4",
+    }
     figure, (curves, speed) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [3, 2]})
     for name, row in measured.items():
         steps, losses = np.array(row["losses"]).T

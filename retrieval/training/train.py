@@ -15,7 +15,8 @@ On a CPU the run is built to last for hours and to be stopped at any time: bf16 
 the CPU computes it natively, batches of windows of similar length (little padding), windows
 tokenised once and cached, and a checkpoint every few minutes (and on SIGTERM/SIGINT) that
 `--resume auto` continues exactly: weights, optimiser, scheduler, data position and RNG.
-`--keep-freed-memory` trades memory for speed (distributed.keep_freed_memory). `--keep-snapshots N` keeps the
+`--keep-freed-memory` trades memory for speed (distributed.keep_freed_memory); make train-reader
+runs under jemalloc instead (scripts/with-jemalloc.sh). `--keep-snapshots N` keeps the
 weights of the last N checkpoints, which retrieval.training.average averages into one reader.
 
 With `--negatives-same-article` / `--negatives-retrieved`, each question is also read with
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 import warnings
@@ -111,6 +113,8 @@ def train(args: argparse.Namespace, report=None, stop_request: StopRequest | Non
         torch.set_num_threads(args.threads)
     if args.keep_freed_memory and env.device.type == "cpu" and not keep_freed_memory():
         log.info("this C library cannot be asked to keep freed memory (not glibc): left as it is")
+    if args.shared_norm and "jemalloc" in os.environ.get("LD_PRELOAD", ""):
+        log.warning("jemalloc that never purges grew a --shared-norm run by 9 GB in 13 minutes: watch memory")
     args.out.mkdir(parents=True, exist_ok=True)
     feature_config = FeatureConfig(max_length=args.max_length, stride=args.stride)
     reader_config = ReaderConfig(features=feature_config)
