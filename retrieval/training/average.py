@@ -1,6 +1,7 @@
-"""Average the weights of a training run's last checkpoints into one reader.
+"""Average the weights of a training run's last checkpoints, or of several readers, into one reader.
 
     python -m retrieval.training.average --run var/reader-full --last 4 --out var/reader-averaged
+    python -m retrieval.training.average --readers var/reader-averaged var/reader-negatives --out var/soup
     make ship-reader READER_RUN=var/reader-averaged
 
 A stage of the reader's run ends wherever the session had to stop, half-way down the learning
@@ -12,6 +13,11 @@ than the best of them (models/reader/README.md).
 The run keeps its checkpoints with `--keep-snapshots N`. The result is a reader folder like the
 run's own best model, which `make ship-reader` scores on every dev question and ships only if
 it is better; nothing here trusts the average without that.
+
+Readers fine-tuned from the same weights can be averaged too (a "model soup": Wortsman et al.
+2022). Stage 8 of the shipped reader is the mean of the main run's average in epoch 2 and a
+fine-tuning of stage 7 with negative passages: 81.1 F1 on the dev half where they read 80.6 and
+80.3. The soup keeps the first reader's training state, so the run it names continues from it.
 """
 
 from __future__ import annotations
@@ -83,18 +89,45 @@ def average_run(run: Path, last: int, out: Path, save_dtype: str = "fp16") -> di
     return averaged
 
 
+def average_readers(readers: Sequence[Path], out: Path, save_dtype: str = "fp16") -> dict:
+    """Write the mean of `readers`' weights to `out` as a reader, with the first one's config, tokenizer
+    and training state (the run that continues from it); return what was averaged."""
+    if len(readers) < 2:
+        raise FileNotFoundError(f"averaging needs at least 2 readers, got {len(readers)}")
+    first = readers[0]
+    model = BertForQuestionAnswering(AutoConfig.from_pretrained(first))
+    model.load_state_dict(average_weights(readers))
+    averaged = {"readers": [str(reader) for reader in readers]}
+    metadata = {AVERAGED_FILE: averaged}
+    if (first / STATE_FILE).is_file():
+        metadata[STATE_FILE] = json.loads((first / STATE_FILE).read_text(encoding="utf-8"))
+    out.mkdir(parents=True, exist_ok=True)
+    save_best(
+        out, model, AutoTokenizer.from_pretrained(first), ReaderConfig.load(first), save_dtype, metadata
+    )
+    if (first / ARGS_FILE).is_file():
+        shutil.copy2(first / ARGS_FILE, out / ARGS_FILE)
+    log.info("averaged the weights of %s into %s", averaged["readers"], out)
+    return averaged
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m retrieval.training.average", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--run", type=Path, required=True, help="the training run's --out folder")
+    sources = parser.add_mutually_exclusive_group(required=True)
+    sources.add_argument("--run", type=Path, help="the training run's --out folder")
+    sources.add_argument("--readers", type=Path, nargs="+", help="reader folders of the same model")
     parser.add_argument("--last", type=int, default=4, help="how many of the newest snapshots to average")
     parser.add_argument("--out", type=Path, required=True, help="folder for the averaged reader")
     parser.add_argument("--save-dtype", choices=("fp32", "fp16"), default="fp16")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
-        averaged = average_run(args.run, args.last, args.out, args.save_dtype)
+        if args.readers:
+            averaged = average_readers(args.readers, args.out, args.save_dtype)
+        else:
+            averaged = average_run(args.run, args.last, args.out, args.save_dtype)
     except FileNotFoundError as error:
         print(f"error: {error}")
         return 2

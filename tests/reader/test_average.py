@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from retrieval.reader.model import Reader
-from retrieval.training.average import average_run, main
+from retrieval.training.average import average_readers, average_run, main
 from retrieval.training.checkpoints import AVERAGED_FILE, SNAPSHOT_DIR, list_snapshots
 from retrieval.training.data import load_examples
 from retrieval.training.evaluation import evaluate
@@ -52,6 +52,28 @@ def test_the_averaged_reader_holds_the_mean_of_the_snapshots_weights(run, tmp_pa
 
     reader = Reader.load(out, threads=1)  # loads and reads like any reader
     assert evaluate(reader, load_examples(squad_file, 0, 0))["f1"] > 20.0
+
+
+def test_readers_average_into_a_soup_that_keeps_the_first_ones_state(run, tmp_path, squad_file):
+    """Two readers of the same model: the soup holds their mean and the first one's training state."""
+    older, newer = tmp_path / "older", tmp_path / "newer"
+    average_run(run, 2, older, save_dtype="fp32")  # steps 12 and 16
+    average_run(run, 3, newer, save_dtype="fp32")  # steps 8, 12 and 16
+    assert (
+        main(["--readers", str(newer), str(older), "--out", str(tmp_path / "soup"), "--save-dtype", "fp32"])
+        == 0
+    )
+
+    soup = tmp_path / "soup"
+    parts = [load_file(folder / "model.safetensors") for folder in (newer, older)]
+    for name, tensor in load_file(soup / "model.safetensors").items():
+        torch.testing.assert_close(tensor, (parts[0][name] + parts[1][name]) / 2, rtol=0, atol=1e-6)
+    assert json.loads((soup / AVERAGED_FILE).read_text())["readers"] == [str(newer), str(older)]
+    assert json.loads((soup / "trainer_state.json").read_text())["global_step"] == 16
+    assert (soup / "training_args.json").read_text() == (newer / "training_args.json").read_text()
+    assert evaluate(Reader.load(soup, threads=1), load_examples(squad_file, 0, 0))["f1"] > 20.0
+    with pytest.raises(FileNotFoundError, match="at least 2 readers"):
+        average_readers([newer], tmp_path / "alone")
 
 
 def test_ship_drops_the_averaging_record_when_plain_weights_replace_averaged_ones(
