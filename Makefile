@@ -98,7 +98,7 @@ READER_RUN_ARGS ?= --epochs 2 --lr 1e-4 --warmup-ratio 0.03 --batch-size 32 --ev
 AVERAGE_LAST ?= 4
 READER_AVERAGED ?= var/reader-averaged
 
-# Under jemalloc where it is installed (scripts/with-jemalloc.sh: 1.3x windows/s, flat memory on plain
+# Under jemalloc where it is installed (scripts/with-jemalloc.sh: ~1.4x windows/s, flat memory on plain
 # batches); a --shared-norm run grew from 2 to 11 GB in 13 minutes under it: run those without it.
 train-reader: $(QA_VENV)/.installed ## fine-tune the reader from models/reader (resumes READER_RUN; DDP, NPROC)
 	scripts/with-jemalloc.sh $(QA_VENV)/bin/torchrun --standalone --nproc_per_node $(NPROC) -m retrieval.training.train \

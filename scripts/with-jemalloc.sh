@@ -4,8 +4,8 @@
 # With glibc's defaults, every training step's large tensors (attention scores, activations: over
 # 32 MB each) are mapped afresh and page-faulted in, 57,000-118,000 faults a second and a quarter
 # of the run's CPU time in the kernel. jemalloc (Debian's libjemalloc2, which redis-server pulls
-# in) told never to purge freed pages reuses them: the main reader run went from 6.1-6.7 to
-# 7.8-8.8 windows/s beside a second run, at a flat 4.1-4.3 GB (README, "Training"). Without
+# in) told never to purge freed pages reuses them: beside a second run, the main reader run went
+# from 6.1-6.7 to a median of 9.1 windows/s at a flat 3.9-4.4 GB (README, "Training"). Without
 # jemalloc the command runs as it is.
 #
 #   scripts/with-jemalloc.sh COMMAND [ARG...]     run COMMAND (torchrun's workers inherit it)
