@@ -129,7 +129,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"{name:<20} {row['windows_per_second']:>9.2f} {row['speedup']:>10.2f} "
             f"{row['tokens_per_real_token']:>11.3f}"
         )
-    settings = {key: str(value) for key, value in vars(args).items()}
+    settings = {  # paths as seen from the repository root, whoever ran it
+        key: str(
+            value.resolve().relative_to(ROOT)
+            if isinstance(value, Path) and value.resolve().is_relative_to(ROOT)
+            else value
+        )
+        for key, value in vars(args).items()
+    }
     write_report(args.out, {"baseline": BASELINE, "settings": settings, "contenders": rows_out})
 
 
