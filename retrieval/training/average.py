@@ -61,6 +61,19 @@ def average_weights(snapshots: Sequence[Path]) -> dict[str, torch.Tensor]:
     return {name: (tensor / len(snapshots)).float() for name, tensor in total.items()}
 
 
+def save_mean(
+    folders: Sequence[Path], template: Path, out: Path, save_dtype: str, metadata: dict[str, dict]
+) -> None:
+    """Save the mean of `folders`' weights to `out` as a reader with `template`'s config, tokenizer
+    and reader config, and the metadata files."""
+    model = BertForQuestionAnswering(AutoConfig.from_pretrained(template))  # weights come next
+    model.load_state_dict(average_weights(folders))
+    out.mkdir(parents=True, exist_ok=True)
+    save_best(
+        out, model, AutoTokenizer.from_pretrained(template), ReaderConfig.load(template), save_dtype, metadata
+    )
+
+
 def average_run(run: Path, last: int, out: Path, save_dtype: str = "fp16") -> dict:
     """Write the mean of `run`'s last `last` snapshots to `out` as a reader; return what was averaged."""
     snapshots = list_snapshots(run / SNAPSHOT_DIR)[-last:]
@@ -69,21 +82,11 @@ def average_run(run: Path, last: int, out: Path, save_dtype: str = "fp16") -> di
             f"{run / SNAPSHOT_DIR} holds {len(snapshots)} snapshot(s); averaging needs at least 2 "
             "(train with --keep-snapshots N)"
         )
-    checkpoint = run / CHECKPOINT_DIR  # the model's config and tokenizer, the same for every snapshot
-    model = BertForQuestionAnswering(AutoConfig.from_pretrained(checkpoint))  # weights come next
-    model.load_state_dict(average_weights(snapshots))
     states = [TrainerState.load(snapshot) for snapshot in snapshots]
     newest = {key: value for key, value in states[-1].__dict__.items() if key != "history"}
     averaged = {"run": str(run), "steps": [state.global_step for state in states]}
-    out.mkdir(parents=True, exist_ok=True)
-    save_best(
-        out,
-        model,
-        AutoTokenizer.from_pretrained(checkpoint),
-        ReaderConfig.load(checkpoint),
-        save_dtype,
-        {STATE_FILE: newest, AVERAGED_FILE: averaged},
-    )
+    # The checkpoint holds the model's config and tokenizer, the same for every snapshot.
+    save_mean(snapshots, run / CHECKPOINT_DIR, out, save_dtype, {STATE_FILE: newest, AVERAGED_FILE: averaged})
     shutil.copy2(run / ARGS_FILE, out / ARGS_FILE)
     log.info("averaged the weights of steps %s into %s", averaged["steps"], out)
     return averaged
@@ -95,16 +98,11 @@ def average_readers(readers: Sequence[Path], out: Path, save_dtype: str = "fp16"
     if len(readers) < 2:
         raise FileNotFoundError(f"averaging needs at least 2 readers, got {len(readers)}")
     first = readers[0]
-    model = BertForQuestionAnswering(AutoConfig.from_pretrained(first))
-    model.load_state_dict(average_weights(readers))
     averaged = {"readers": [str(reader) for reader in readers]}
     metadata = {AVERAGED_FILE: averaged}
     if (first / STATE_FILE).is_file():
         metadata[STATE_FILE] = json.loads((first / STATE_FILE).read_text(encoding="utf-8"))
-    out.mkdir(parents=True, exist_ok=True)
-    save_best(
-        out, model, AutoTokenizer.from_pretrained(first), ReaderConfig.load(first), save_dtype, metadata
-    )
+    save_mean(readers, first, out, save_dtype, metadata)
     if (first / ARGS_FILE).is_file():
         shutil.copy2(first / ARGS_FILE, out / ARGS_FILE)
     log.info("averaged the weights of %s into %s", averaged["readers"], out)
