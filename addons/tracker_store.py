@@ -9,6 +9,10 @@ from rasa.core.tracker_store import SQLTrackerStore
 from rasa.shared.core.domain import Domain
 
 from actions.settings import Settings
+from addons import rasa_speedups
+
+# Every serving Rasa process imports this module (endpoints.yml): see addons/rasa_speedups.py.
+rasa_speedups.apply()
 
 
 class DatabaseUrlTrackerStore(SQLTrackerStore):
