@@ -7,8 +7,8 @@ answer never changes while it runs:
 - **The action server's reply is checked against a constant schema, and the schema first
   against its metaschema, on every call** (`RemoteAction._validate_action_result` calls
   `jsonschema.validate`, which runs `check_schema` each time): 8% of Rasa's CPU. Here the
-  schema is checked once and its validator kept; every reply is still validated, with
-  Rasa's own error message.
+  schema is checked once and its validator kept; every reply is still validated, and one that
+  fails goes through Rasa's own check for its error.
 - **Each event read back is matched to its class by walking all subclasses of `Event`**
   (`Event.resolve_by_type`, for every event of an action's reply and of a tracker loaded from
   the tracker store): 6% of Rasa's CPU. Here the walk is done once into a table, and again
@@ -25,42 +25,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from jsonschema import Draft7Validator, ValidationError, exceptions
+from jsonschema import Draft7Validator, exceptions
 from rasa.core.actions.action import RemoteAction
-from rasa.shared.constants import DOCS_BASE_URL
 from rasa.shared.core.events import Event
 from rasa.shared.utils.common import all_subclasses
 
-# Rasa's own methods, kept for the fallback below and for the tests that compare against them.
+# Rasa's own methods, kept for the fallbacks below and for the tests that compare against them.
 RASA_RESOLVE_BY_TYPE = Event.resolve_by_type
 RASA_VALIDATE_ACTION_RESULT = RemoteAction._validate_action_result
-_response_validator: Draft7Validator | None = None
+# Draft 7 is what `jsonschema.validate` (3.2, which Rasa's venv pins) picks for a schema without
+# `$schema`; the schema is checked against its metaschema here, once.
+Draft7Validator.check_schema(RemoteAction.action_response_format_spec())
+_RESPONSE_VALIDATOR = Draft7Validator(RemoteAction.action_response_format_spec())
 _event_classes: dict[str, type[Event]] = {}
 
 
-def _validator() -> Draft7Validator:
-    """The action-response schema's validator, its schema checked once. Draft 7 is what
-    `jsonschema.validate` (3.2, which Rasa's venv pins) picks for a schema without `$schema`."""
-    global _response_validator
-    if _response_validator is None:
-        schema = RemoteAction.action_response_format_spec()
-        Draft7Validator.check_schema(schema)
-        _response_validator = Draft7Validator(schema)
-    return _response_validator
-
-
 def validate_action_result(self: RemoteAction, result: dict[str, Any]) -> bool:
-    """Rasa's check of an action server's reply, without re-checking the schema each call."""
-    error = exceptions.best_match(_validator().iter_errors(result))
-    if error is None:
+    """Rasa's check of an action server's reply, without re-checking the schema each call. A reply
+    that fails goes through Rasa's own check, which raises its error with its message."""
+    if exceptions.best_match(_RESPONSE_VALIDATOR.iter_errors(result)) is None:
         return True
-    assert isinstance(error, ValidationError)
-    error.message += (
-        ". Failed to validate Action server response from API, "
-        "make sure your response from the Action endpoint is valid. "
-        f"For more information about the format visit {DOCS_BASE_URL}/custom-actions"
-    )
-    raise error
+    return RASA_VALIDATE_ACTION_RESULT(self, result)
 
 
 def _event_class_table() -> dict[str, type[Event]]:
