@@ -9,7 +9,8 @@ over the top k passages with its relevance priors), so what is calibrated is wha
 Each answerable set is split in two by a hash (SQuAD by article, the knowledge base by question):
 the calibration is fitted on the "fit" halves together and every figure is reported on the
 "held-out" halves. The hedge threshold is the lowest calibrated confidence at which at least
---precision of the fit half's answers are right; the assistant's QA_MIN_CONFIDENCE uses it.
+--precision of each set's fit-half answers are right (SQuAD's and the knowledge base's alike, not
+only the two pooled); the assistant's QA_MIN_CONFIDENCE uses it.
 
     .venv/bin/python -m retrieval.service.calibrate --squad ../shared/data/squad/dev-v1.1.json.gz \
         --squad-v2 ../shared/data/squad/dev-v2.0.json.gz --reader models/reader --write
@@ -38,7 +39,7 @@ from retrieval.service.calibration import (
     AnswerSignals,
     ConfidenceCalibration,
     expected_calibration_error,
-    hedge_threshold,
+    hedge_threshold_for_every_group,
     reliability_bins,
 )
 from retrieval.service.settings import DEFAULT_TOP_K, REPO_ROOT, ServiceConfig
@@ -291,8 +292,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         },
     )
     fitted = [calibration.probability(signals_of(r)) for r in fit]
-    # rounded up to a setting a person would type (QA_MIN_CONFIDENCE)
-    hedge_below = math.ceil(100 * hedge_threshold(fitted, [r.right for r in fit], args.precision)) / 100
+    strictest = hedge_threshold_for_every_group(
+        fitted, [r.right for r in fit], [r.set_name for r in fit], args.precision
+    )
+    hedge_below = math.ceil(100 * strictest) / 100  # a setting a person would type (QA_MIN_CONFIDENCE)
     calibration = ConfidenceCalibration(
         calibration.weights,
         calibration.bias,

@@ -175,3 +175,19 @@ def hedge_threshold(confidences: Sequence[float], right: Sequence[bool], precisi
     boundary = np.append(values[1:] < values[:-1], True)
     usable = np.flatnonzero(ok & boundary)
     return float(values[usable[-1]]) if len(usable) else 1.0
+
+
+def hedge_threshold_for_every_group(
+    confidences: Sequence[float], right: Sequence[bool], groups: Sequence[str], precision: float
+) -> float:
+    """The lowest confidence at which each group's unhedged answers (SQuAD's and the knowledge
+    base's) are right at least `precision` of the time: the strictest of the groups' thresholds.
+    One threshold over the groups pooled lets the larger group carry the smaller below the target."""
+    return max(
+        hedge_threshold(
+            [c for c, g in zip(confidences, groups, strict=True) if g == group],
+            [ok for ok, g in zip(right, groups, strict=True) if g == group],
+            precision,
+        )
+        for group in sorted(set(groups))
+    )

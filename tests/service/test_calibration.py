@@ -23,6 +23,7 @@ from retrieval.service.calibration import (
     ConfidenceCalibration,
     expected_calibration_error,
     hedge_threshold,
+    hedge_threshold_for_every_group,
     reliability_bins,
 )
 
@@ -126,6 +127,17 @@ def test_hedge_threshold_keeps_unhedged_answers_right_often_enough() -> None:
     assert hedge_threshold([0.9, 0.8], [False, False], precision=0.9) == 1.0
     # equal confidences are never split between hedged and unhedged
     assert hedge_threshold([0.9, 0.8, 0.8], [True, True, False], precision=0.9) == 0.9
+
+
+def test_hedge_threshold_holds_for_each_group_not_only_their_mix() -> None:
+    # A large group right at every confidence and a small one wrong at 0.8: pooled, 0.8 keeps 9 of 10
+    # unhedged answers right, but only half of the small group's.
+    confidences = [0.95] * 8 + [0.8] * 2 + [0.95, 0.8]
+    right = [True] * 8 + [True, True] + [True, False]
+    groups = ["squad"] * 10 + ["knowledge_base"] * 2
+    assert hedge_threshold(confidences, right, precision=0.9) == 0.8
+    assert hedge_threshold_for_every_group(confidences, right, groups, precision=0.9) == 0.95
+    assert hedge_threshold_for_every_group(confidences[:10], right[:10], groups[:10], precision=0.9) == 0.8
 
 
 # --- the served confidence ---------------------------------------------------------------------------
