@@ -6,7 +6,8 @@ one-epoch schedule of the same slice of SQuAD questions. Measured: windows/s and
 steps, projected hours per SQuAD epoch, peak memory (the process's peak RSS; allocated memory on CUDA),
 the training loss of every step, and dev EM/F1 afterwards: every final model is scored by
 `retrieval.training.evaluation.evaluate` on the same dev questions, so a speed-up that costs accuracy
-shows. Goal: the project at 3x the Trainer's windows/s or more, its dev F1 at most a point lower.
+shows. Goal: the project's training as make train-reader runs it (project-jemalloc) at 3x the Trainer's
+windows/s or more, its dev F1 at most a point lower.
 
 Contenders, one after another, each in its own child process (train.py's `train()` in-process, no DDP):
   hf-trainer    the baseline: transformers.Trainer on BertForQuestionAnswering from the packaged
@@ -348,12 +349,17 @@ def precision_check(measured: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def goal(measured: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    speed = measured[PROJECT]["speed_vs_baseline"]
-    f1_gap = measured[PROJECT]["dev"]["f1"] - measured[BASELINE]["dev"]["f1"]
+    """Judged on how the project trains: `make train-reader` runs train.py under
+    scripts/with-jemalloc.sh (plain train.py where no jemalloc is installed)."""
+    judged = PROJECT_JEMALLOC
+    speed = measured[judged]["speed_vs_baseline"]
+    f1_gap = measured[judged]["dev"]["f1"] - measured[BASELINE]["dev"]["f1"]
     return {
+        "contender": judged,
         "speed_vs_baseline": speed,
         "dev_f1_vs_baseline": f1_gap,
         "met": speed >= GOAL_SPEED and f1_gap >= -F1_BUDGET,
+        "train_py_alone_speed_vs_baseline": measured[PROJECT]["speed_vs_baseline"],
     }
 
 
@@ -385,9 +391,10 @@ def print_table(measured: dict[str, dict[str, Any]], check: dict[str, Any], targ
             f"windows/s, {kept['peak_memory_mb'] / plain['peak_memory_mb']:.2f}x its peak memory"
         )
     print(
-        f"goal {'MET' if target['met'] else 'NOT met'}: project at {target['speed_vs_baseline']:.2f}x the "
-        f"Trainer's windows/s (goal >= {GOAL_SPEED:g}x), dev F1 {target['dev_f1_vs_baseline']:+.1f} points "
-        f"(allowed >= -{F1_BUDGET:g})\n"
+        f"goal {'MET' if target['met'] else 'NOT met'}: {target['contender']} (how make train-reader trains) "
+        f"at {target['speed_vs_baseline']:.2f}x the Trainer's windows/s (goal >= {GOAL_SPEED:g}x), dev F1 "
+        f"{target['dev_f1_vs_baseline']:+.1f} points (allowed >= -{F1_BUDGET:g}); train.py under glibc's "
+        f"malloc: {target['train_py_alone_speed_vs_baseline']:.2f}x\n"
     )
 
 

@@ -39,7 +39,7 @@ from retrieval.service.calibration import (
     AnswerSignals,
     ConfidenceCalibration,
     expected_calibration_error,
-    hedge_threshold_for_every_group,
+    hedge_threshold,
     reliability_bins,
 )
 from retrieval.service.settings import DEFAULT_TOP_K, REPO_ROOT, ServiceConfig
@@ -292,10 +292,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         },
     )
     fitted = [calibration.probability(signals_of(r)) for r in fit]
-    strictest = hedge_threshold_for_every_group(
-        fitted, [r.right for r in fit], [r.set_name for r in fit], args.precision
-    )
-    hedge_below = math.ceil(100 * strictest) / 100  # a setting a person would type (QA_MIN_CONFIDENCE)
+    lowest = hedge_threshold(fitted, [r.right for r in fit], args.precision, [r.set_name for r in fit])
+    hedge_below = math.ceil(100 * lowest) / 100  # a setting a person would type (QA_MIN_CONFIDENCE)
     calibration = ConfidenceCalibration(
         calibration.weights,
         calibration.bias,

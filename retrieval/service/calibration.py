@@ -164,30 +164,18 @@ def expected_calibration_error(confidences: Sequence[float], right: Sequence[boo
     return sum(b.count * abs(b.mean_confidence - b.share_right) for b in table) / max(total, 1)
 
 
-def hedge_threshold(confidences: Sequence[float], right: Sequence[bool], precision: float) -> float:
-    """The lowest confidence at and above which at least `precision` of the answers are right (1.0 if none
-    is): answers below it are the ones to hedge."""
-    order = np.argsort(-np.asarray(confidences, dtype=float))
-    values = np.asarray(confidences, dtype=float)[order]
-    hits = np.cumsum(np.asarray(right, dtype=float)[order])
-    ok = hits / np.arange(1, len(values) + 1) >= precision
-    # Only cut where the confidence changes, so equal confidences land on the same side.
-    boundary = np.append(values[1:] < values[:-1], True)
-    usable = np.flatnonzero(ok & boundary)
-    return float(values[usable[-1]]) if len(usable) else 1.0
-
-
-def hedge_threshold_for_every_group(
-    confidences: Sequence[float], right: Sequence[bool], groups: Sequence[str], precision: float
+def hedge_threshold(
+    confidences: Sequence[float], right: Sequence[bool], precision: float, groups: Sequence[str] | None = None
 ) -> float:
-    """The lowest confidence at which each group's unhedged answers (SQuAD's and the knowledge
-    base's) are right at least `precision` of the time: the strictest of the groups' thresholds.
-    One threshold over the groups pooled lets the larger group carry the smaller below the target."""
-    return max(
-        hedge_threshold(
-            [c for c, g in zip(confidences, groups, strict=True) if g == group],
-            [ok for ok, g in zip(right, groups, strict=True) if g == group],
-            precision,
-        )
-        for group in sorted(set(groups))
-    )
+    """The lowest confidence at and above which at least `precision` of the answers are right (1.0 if
+    none is): answers below it are the ones to hedge. With `groups` (SQuAD's and the knowledge base's
+    questions) it must hold for each group: pooled, the larger group would carry the smaller below
+    the target. Only the answers' own confidences are cuts, so equal ones land on the same side."""
+    values = np.asarray(confidences, dtype=float)
+    labels = np.asarray(right, dtype=bool)
+    names = np.asarray(groups if groups is not None else [""] * len(values))
+    for cut in np.unique(values):  # ascending: the first cut that holds is the lowest
+        above = values >= cut
+        if min(labels[above & (names == group)].mean() for group in np.unique(names[above])) >= precision:
+            return float(cut)
+    return 1.0

@@ -15,7 +15,7 @@ def test_defaults_work_offline() -> None:
     assert settings.database_url == f"sqlite:///{REPO_ROOT / 'var' / 'assistant.db'}"
     assert settings.qa_service_url == "http://127.0.0.1:8000"
     assert settings.qa_service_timeout == 5.0
-    assert settings.qa_min_confidence == 0.79
+    assert settings.qa_min_confidence == 0.78
     assert DEFAULT_DATABASE_FILE.parent.is_dir()
 
 

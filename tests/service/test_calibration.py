@@ -23,7 +23,6 @@ from retrieval.service.calibration import (
     ConfidenceCalibration,
     expected_calibration_error,
     hedge_threshold,
-    hedge_threshold_for_every_group,
     reliability_bins,
 )
 
@@ -130,14 +129,15 @@ def test_hedge_threshold_keeps_unhedged_answers_right_often_enough() -> None:
 
 
 def test_hedge_threshold_holds_for_each_group_not_only_their_mix() -> None:
-    # A large group right at every confidence and a small one wrong at 0.8: pooled, 0.8 keeps 9 of 10
-    # unhedged answers right, but only half of the small group's.
+    # A large group right at every confidence and a small one wrong at 0.8: pooled, the cut 0.8 keeps
+    # 11 of 12 unhedged answers right (92%), but only half of the small group's.
     confidences = [0.95] * 8 + [0.8] * 2 + [0.95, 0.8]
-    right = [True] * 8 + [True, True] + [True, False]
+    right = [True] * 10 + [True, False]
     groups = ["squad"] * 10 + ["knowledge_base"] * 2
     assert hedge_threshold(confidences, right, precision=0.9) == 0.8
-    assert hedge_threshold_for_every_group(confidences, right, groups, precision=0.9) == 0.95
-    assert hedge_threshold_for_every_group(confidences[:10], right[:10], groups[:10], precision=0.9) == 0.8
+    assert hedge_threshold(confidences, right, precision=0.9, groups=groups) == 0.95
+    # a group alone is the plain threshold
+    assert hedge_threshold(confidences[:10], right[:10], precision=0.9, groups=groups[:10]) == 0.8
 
 
 # --- the served confidence ---------------------------------------------------------------------------
