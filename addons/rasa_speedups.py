@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jsonschema import Draft7Validator, exceptions
+from jsonschema import Draft7Validator
 from rasa.core.actions.action import RemoteAction
 from rasa.shared.core.events import Event
 from rasa.shared.utils.common import all_subclasses
@@ -35,15 +35,16 @@ RASA_RESOLVE_BY_TYPE = Event.resolve_by_type
 RASA_VALIDATE_ACTION_RESULT = RemoteAction._validate_action_result
 # Draft 7 is what `jsonschema.validate` (3.2, which Rasa's venv pins) picks for a schema without
 # `$schema`; the schema is checked against its metaschema here, once.
-Draft7Validator.check_schema(RemoteAction.action_response_format_spec())
-_RESPONSE_VALIDATOR = Draft7Validator(RemoteAction.action_response_format_spec())
+_RESPONSE_SCHEMA = RemoteAction.action_response_format_spec()
+Draft7Validator.check_schema(_RESPONSE_SCHEMA)
+_RESPONSE_VALIDATOR = Draft7Validator(_RESPONSE_SCHEMA)
 _event_classes: dict[str, type[Event]] = {}
 
 
 def validate_action_result(self: RemoteAction, result: dict[str, Any]) -> bool:
     """Rasa's check of an action server's reply, without re-checking the schema each call. A reply
     that fails goes through Rasa's own check, which raises its error with its message."""
-    if exceptions.best_match(_RESPONSE_VALIDATOR.iter_errors(result)) is None:
+    if _RESPONSE_VALIDATOR.is_valid(result):
         return True
     return RASA_VALIDATE_ACTION_RESULT(self, result)
 
