@@ -43,7 +43,7 @@ from retrieval.service.calibration import (
     reliability_bins,
 )
 from retrieval.service.settings import DEFAULT_TOP_K, REPO_ROOT, ServiceConfig
-from retrieval.squad import read_squad
+from retrieval.squad import read_squad, split_of
 
 ANSWERABLE_SETS = ("squad", "knowledge_base")
 OLD_HEDGE = 0.5  # the assistant's QA_MIN_CONFIDENCE before calibration, applied to the reader's share
@@ -83,10 +83,6 @@ def same_document(passage_title: str, document: str) -> bool:
 
 def signals_of(record: Record) -> AnswerSignals:
     return AnswerSignals.of(record.candidates, record.relevance)
-
-
-def split_of(key: str) -> str:
-    return "fit" if int(hashlib.sha256(key.encode()).hexdigest(), 16) % 2 == 0 else "held_out"
 
 
 def squad_questions(path: Path, set_name: str, limit: int, seed: int, impossible: bool) -> list[Question]:

@@ -65,3 +65,17 @@ def test_a_worse_reader_leaves_the_shipped_one_alone(trained_run, untrained_read
 def test_a_folder_without_a_model_is_refused(tmp_path, tiny_model_dir, squad_file):
     with pytest.raises(FileNotFoundError, match="not a trained reader"):
         ship(tmp_path, tiny_model_dir, squad_file)
+
+
+def test_a_worse_reader_ships_only_within_the_tolerance(trained_run, untrained_reader, squad_file, tmp_path):
+    shipped = tmp_path / "shipped"
+    shutil.copytree(trained_run, shipped, ignore=shutil.ignore_patterns("checkpoint", "snapshots"))
+
+    refused = ship(untrained_reader, shipped, squad_file, threads=1, tolerance=0.5)
+    gap = refused["shipped"]["f1"] - refused["candidate"]["f1"]
+    assert not refused["replaced"] and gap > 0.5
+    accepted = ship(untrained_reader, shipped, squad_file, threads=1, tolerance=gap + 0.5)
+
+    assert accepted["replaced"] and accepted["tolerance"] == gap + 0.5
+    weights = (untrained_reader / "model.safetensors").read_bytes()
+    assert (shipped / "model.safetensors").read_bytes() == weights
