@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from actions.actions import default_services
@@ -15,7 +17,9 @@ def test_defaults_work_offline() -> None:
     assert settings.database_url == f"sqlite:///{REPO_ROOT / 'var' / 'assistant.db'}"
     assert settings.qa_service_url == "http://127.0.0.1:8000"
     assert settings.qa_service_timeout == 5.0
-    assert settings.qa_min_confidence == 0.78
+    # the hedge threshold `make calibrate-confidence` chose for the shipped reader's confidence
+    calibration = json.loads((REPO_ROOT / "models/reader/confidence_calibration.json").read_text())
+    assert settings.qa_min_confidence == calibration["fitted_on"]["hedge_below"]
     assert DEFAULT_DATABASE_FILE.parent.is_dir()
 
 
