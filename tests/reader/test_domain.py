@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from retrieval.squad import read_squad, split_of
@@ -12,55 +11,40 @@ from retrieval.training.domain import main
 KNOWLEDGE = Path(__file__).resolve().parents[1] / "data" / "knowledge_qa.json"
 
 
-def squad_file(path: Path, questions_per_paragraph: int) -> Path:
-    """A small SQuAD v1.1 file: three articles of two paragraphs, each with that many questions."""
-    articles = []
-    for a in range(3):
-        paragraphs = []
-        for p in range(2):
-            context = f"Town {a}-{p} was founded in {1800 + 10 * a + p} by settlers from the coast."
-            answer = str(1800 + 10 * a + p)
-            qas = [
-                {
-                    "id": f"q{a}-{p}-{n}",
-                    "question": f"When was town {a}-{p} founded ({n})?",
-                    "answers": [{"text": answer, "answer_start": context.index(answer)}],
-                }
-                for n in range(questions_per_paragraph)
-            ]
-            paragraphs.append({"context": context, "qas": qas})
-        articles.append({"title": f"Article {a}", "paragraphs": paragraphs})
-    path.write_text(json.dumps({"version": "1.1", "data": articles}), encoding="utf-8")
-    return path
+def write_domain_file(squad_file: Path, out: Path, *options: str) -> list[tuple]:
+    """Run the command on the knowledge base and the tiny SQuAD file; (paragraph, question) written."""
+    argv = ["--squad", str(squad_file), "--knowledge", str(KNOWLEDGE), "--out", str(out), *options]
+    assert main(argv) == 0
+    return [(p, q) for p in read_squad(out) for q in p.questions]
 
 
-def test_only_the_fit_half_is_trained_on_each_question_repeated(tmp_path):
-    squad = squad_file(tmp_path / "squad.json", questions_per_paragraph=2)
-    out = tmp_path / "domain" / "train.json"
-    args = ["--squad", str(squad), "--knowledge", str(KNOWLEDGE), "--out", str(out)]
-    assert main([*args, "--squad-questions", "5", "--repeat", "3", "--seed", "1"]) == 0
+def test_only_the_fit_half_is_trained_on_each_question_repeated(tmp_path, squad_file):
+    written = write_domain_file(
+        squad_file, tmp_path / "domain" / "train.json", "--squad-questions", "5", "--repeat", "3"
+    )
 
     knowledge = {q.question_id: q for p in read_squad(KNOWLEDGE) for q in p.questions}
     fit = {qid for qid in knowledge if split_of(qid) == "fit"}
     assert fit and len(fit) < len(knowledge)  # both halves exist, so leaving one out means something
-    written = [(p, q) for p in read_squad(out) for q in p.questions]
-    domain = [q for _, q in written if not q.question_id.startswith("q")]
+    domain = [q for _, q in written if q.question_id.startswith("kb-")]
     originals = [q.question_id.rsplit("-r", 1)[0] for q in domain]
     assert sorted(set(originals)) == sorted(fit)  # every fit question, no held-out one
     assert all(originals.count(qid) == 3 for qid in fit)
     assert len({q.question_id for q in domain}) == len(domain)  # each copy has its own id
     held_out_texts = {knowledge[qid].question for qid in knowledge if qid not in fit}
     assert not held_out_texts & {q.question for q in domain}
-    assert sum(q.question_id.startswith("q") for _, q in written) == 5
+    assert len(written) - len(domain) == 5
     # every question still points at its answer, so training labels all of them
     assert all(labelled_pair(Example(q, p)) is not None for p, q in written)
 
 
-def test_paragraphs_without_a_kept_question_are_left_out(tmp_path):
-    squad = squad_file(tmp_path / "squad.json", questions_per_paragraph=1)
-    out = tmp_path / "train.json"
-    args = ["--squad", str(squad), "--knowledge", str(KNOWLEDGE), "--out", str(out)]
-    assert main([*args, "--squad-questions", "2"]) == 0
-    replay = [p for p in read_squad(out) if p.title.startswith("Article")]
-    assert len(replay) == 2 and all(len(p.questions) == 1 for p in replay)
-    assert all(p.questions for p in read_squad(out))
+def test_paragraphs_without_a_kept_question_are_left_out(tmp_path, squad_file):
+    written = write_domain_file(squad_file, tmp_path / "train.json", "--squad-questions", "2")
+
+    replay = [(p, q) for p, q in written if not q.question_id.startswith("kb-")]
+    assert len(replay) == 2
+    squad_titles = {p.title for p in read_squad(squad_file)}
+    squad_paragraphs = [p for p in read_squad(tmp_path / "train.json") if p.title in squad_titles]
+    # one paragraph per kept question's paragraph, and none of the tiny file's others
+    assert len(squad_paragraphs) == len({p.context for p, _ in replay}) < len(squad_titles)
+    assert all(p.questions for p in read_squad(tmp_path / "train.json"))
