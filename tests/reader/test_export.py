@@ -67,7 +67,12 @@ def test_onnx_reader_gives_the_same_answers_as_torch(export_dir, torch_reader, t
     questions, passages = tiny_qa
     queries = [(question, passages) for question in questions]
     expected = torch_reader.answer_many(queries, top_n=3)
-    answers = Reader.load(export_dir, threads=1, backend="onnx").answer_many(queries, top_n=3)
+    onnx_reader = Reader.load(export_dir, threads=1, backend="onnx")
+    answers = onnx_reader.answer_many(queries, top_n=3)
+    options = onnx_reader.model.session.get_session_options()
+    # one thread as asked, and none left spinning for the other models sharing the CPU
+    assert options.intra_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     for answer, reference in zip(answers, expected, strict=True):
         assert (answer.text, answer.passage, answer.start, answer.end) == (
             reference.text,

@@ -43,6 +43,8 @@ def test_onnx_query_encoder_gives_the_pytorch_vectors_and_exports_once(
     for question in questions:
         np.testing.assert_allclose(onnx.encode_query(question), encoder.encode([question]), atol=1e-5)
 
+    options = onnx._onnx_session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"  # see onnx_session
     exported = list(tmp_path.iterdir())
     assert len(exported) == 1 and exported[0].suffix == ".onnx"  # no staging file left behind
     written = exported[0].stat().st_mtime_ns
