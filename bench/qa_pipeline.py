@@ -340,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(f"cannot load the reader: {error}") from None
     if args.relevance_weight is not None:
         config = dataclasses.replace(reader.config, relevance_weight=args.relevance_weight)
-        reader = Reader(reader.model, reader.tokenizer, config)
+        reader = reader.with_config(config)
     passages = load_passages(args.corpus)
     questions = squad_questions(args.questions, passages, args.limit)
     print(f"{len(passages)} passages, {len(questions)} questions, depths {args.depths}", flush=True)

@@ -4,9 +4,10 @@ Each sampled SQuAD question is asked of its own (gold) paragraph, one question a
 QA service asks, so the numbers are the reader's alone (no retrieval). The baseline is the
 straightforward way with transformers: the same weights in fp32 PyTorch, the tokenizer's overflow
 windows run one at a time, and the answer picked as Hugging Face's question-answering example
-does. The other rows are the project's Reader on its backends (PyTorch, ONNX Runtime fp32 and int8,
-exported by retrieval.training.export and cached under /tmp keyed by the reader's files). Every row scores
-its best span: SQuAD v1.1 questions all have answers, so abstention is switched off.
+does. The other rows are the project's Reader on its backends (PyTorch fp32 and bf16 autocast,
+ONNX Runtime fp32 and int8, exported by retrieval.training.export and cached under /tmp keyed by
+the reader's files). Every row scores its best span: SQuAD v1.1 questions all have answers, so
+abstention is switched off.
 
     /tmp/plan/quiet.sh .venv/bin/python bench/reader_speed.py \
         --questions ../shared/data/squad/dev-v1.1.json.gz --reader models/reader
@@ -136,7 +137,7 @@ class StraightforwardReader:
 def project_reader(model_dir: Path, backend: str, threads: int) -> AnswerFunction:
     """The project's Reader on one backend, never abstaining, asked one question with one passage."""
     loaded = Reader.load(model_dir, threads=threads, backend=backend)
-    reader = Reader(loaded.model, loaded.tokenizer, dataclasses.replace(loaded.config, abstain_threshold=0.0))
+    reader = loaded.with_config(dataclasses.replace(loaded.config, abstain_threshold=0.0))
 
     def answer(question: str, context: str) -> str:
         return reader.answer(question, [Passage("gold", "", context)], top_n=1).text
@@ -298,6 +299,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     variants = {
         BASELINE: StraightforwardReader(args.reader, features).answer,
         "project Reader, torch fp32": project_reader(args.reader, "torch", args.threads),
+        # the QA service's default where the CPU computes bf16 natively (QA_READER_BACKEND=auto)
+        "project Reader, torch bf16 autocast": project_reader(args.reader, "torch-bf16", args.threads),
         ONNX_FP32: project_reader(export_dir, "onnx", args.threads),
         ONNX_INT8: project_reader(export_dir, "onnx-int8", args.threads),
     }

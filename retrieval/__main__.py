@@ -73,6 +73,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         threads=args.threads,
+        read_workers=args.read_workers,
         abstain_threshold=args.abstain_threshold,
         min_relevance=args.min_relevance,
         reader_backend=args.reader_backend,
@@ -128,7 +129,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--reader-backend",
-        help="torch, or an export made at start: onnx (default), onnx-int8, torchscript",
+        help="auto (default: torch-bf16 where the CPU has native bf16, else onnx), torch, torch-bf16, "
+        "or an export made at start: onnx, onnx-int8, torchscript",
+    )
+    serve.add_argument(
+        "--read-workers",
+        type=int,
+        help="questions read at once, each by its own thread(s) (default 2, at most the CPU's cores)",
     )
     serve.add_argument(
         "--export-dir", type=Path, help="where the exported reader is kept (var/reader-export)"

@@ -6,6 +6,7 @@ dev numbers measure the code path that answers users.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -24,7 +25,9 @@ CONFIG_FILE = "reader_config.json"
 # Files written by retrieval.training.export into an export directory, per Reader backend ("torch" reads the
 # Hugging Face weights). All of them take and give plain tensors in these orders.
 EXPORTED_FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
-BACKENDS = ("torch", *EXPORTED_FILES)
+# "torch-bf16": the Hugging Face weights computed under bf16 autocast (weights stay fp32).
+TORCH_BACKENDS = {"torch": None, "torch-bf16": torch.bfloat16}
+BACKENDS = (*TORCH_BACKENDS, *EXPORTED_FILES)
 INPUT_NAMES = ("input_ids", "token_type_ids", "attention_mask")
 OUTPUT_NAMES = ("start_logits", "end_logits")
 
@@ -111,6 +114,8 @@ class Reader:
 
     `model` is the PyTorch model (training evaluates through it) or an exported one; either way
     windows, batching and postprocessing are this class's, so every backend answers alike.
+    `autocast_dtype` (bf16) runs the PyTorch model under autocast: on CPUs with native bf16 it
+    reads 1.3x faster than ONNX Runtime fp32 with the same answers (bench/README.md).
     """
 
     def __init__(
@@ -118,10 +123,14 @@ class Reader:
         model: PreTrainedModel | OnnxSpanModel | TorchScriptSpanModel,
         tokenizer: PreTrainedTokenizerBase,
         config: ReaderConfig,
+        autocast_dtype: torch.dtype | None = None,
     ) -> None:
+        if autocast_dtype is not None and not isinstance(model, PreTrainedModel):
+            raise ValueError("autocast applies to the PyTorch model only, not to an exported one")
         self.model = model
         self.tokenizer = tokenizer
         self.config = config
+        self.autocast_dtype = autocast_dtype
         self.device = (
             next(model.parameters()).device if isinstance(model, PreTrainedModel) else torch.device("cpu")
         )
@@ -132,15 +141,15 @@ class Reader:
     ) -> Reader:
         """Load a saved reader; weights stored in fp16 (to ship small) are computed in fp32 on CPU.
 
-        `backend` "torch" reads a model directory; the others read what retrieval.training.export
-        wrote (CPU only).
+        `backend` "torch" and "torch-bf16" read a model directory; the others read what
+        retrieval.training.export wrote (CPU only).
         """
         model_dir = Path(model_dir)
         if backend not in BACKENDS:
             raise ValueError(f"unknown reader backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if threads is not None:
             torch.set_num_threads(threads)
-        if backend == "torch":
+        if backend in TORCH_BACKENDS:
             if not (model_dir / "config.json").exists():
                 raise FileNotFoundError(f"{model_dir} is not a reader model directory (no config.json)")
             model = BertForQuestionAnswering.from_pretrained(model_dir, dtype=torch.float32).to(device)
@@ -154,13 +163,23 @@ class Reader:
                 raise ValueError(f"the {backend} backend runs on CPU only, not {device}")
             model = OnnxSpanModel(path, threads) if backend.startswith("onnx") else TorchScriptSpanModel(path)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        return cls(model, tokenizer, ReaderConfig.load(model_dir))
+        return cls(model, tokenizer, ReaderConfig.load(model_dir), TORCH_BACKENDS.get(backend))
+
+    def replica(self) -> Reader:
+        """A reader over the same model with its own tokenizer, for another thread: the Rust tokenizers
+        fail when one instance is used by two threads at once; the model's forward pass does not."""
+        return Reader(self.model, copy.deepcopy(self.tokenizer), self.config, self.autocast_dtype)
+
+    def with_config(self, config: ReaderConfig) -> Reader:
+        """The same loaded model and tokenizer with another answer policy (no reload)."""
+        return Reader(self.model, self.tokenizer, config, self.autocast_dtype)
 
     def _batch_logits(self, batch: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
         """Start/end logits of one padded batch, from whichever backend holds the weights."""
         if not isinstance(self.model, PreTrainedModel):
             return self.model.logits(batch)
-        output = self.model(**{name: tensor.to(self.device) for name, tensor in batch.items()})
+        with torch.autocast(self.device.type, self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            output = self.model(**{name: tensor.to(self.device) for name, tensor in batch.items()})
         return output.start_logits.float().cpu().numpy(), output.end_logits.float().cpu().numpy()
 
     @torch.inference_mode()

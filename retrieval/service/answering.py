@@ -1,15 +1,17 @@
 """The models behind the QA service: loading them, tracking their load state, and answering with them.
 
-Loading runs in a background thread so the HTTP app can answer /healthz and /readyz at once. A
-lock per model keeps the Rust tokenizers, which fail when one instance is used by two threads
-at once, to one caller each. The metrics live here because the answering path records them; the
-app only counts requests and exposes the registry.
+Loading runs in a background thread so the HTTP app can answer /healthz and /readyz at once.
+Retrieval runs one request at a time (a lock); reading runs `read_workers` requests at once, each
+worker a Reader with its own tokenizer (the Rust tokenizers fail when one instance is used by two
+threads at once) over the one shared model. The metrics live here because the answering path
+records them; the app only counts requests and exposes the registry.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from retrieval.index.encoder import SentenceEncoder
 from retrieval.index.store import RetrievalIndex, build_index, load_index
-from retrieval.reader.model import Answer, Reader
+from retrieval.reader.model import EXPORTED_FILES, Answer, Reader
 from retrieval.service.calibration import AnswerSignals, ConfidenceCalibration
 from retrieval.service.schemas import AnswerResponse, CandidateOut, Source, SourceRef, Timings
 from retrieval.service.settings import CANDIDATES, ServiceConfig
@@ -80,7 +82,7 @@ class QAService:
         self.calibration: ConfidenceCalibration | None = None
         self.components = {"index": Component(), "reader": Component()}
         self._retrieve_lock = threading.Lock()
-        self._read_lock = threading.Lock()
+        self._idle_readers: queue.SimpleQueue[Reader] = queue.SimpleQueue()  # a reader per read worker
 
     @property
     def ready(self) -> bool:
@@ -122,23 +124,24 @@ class QAService:
         }
 
     def _load_reader(self) -> dict[str, Any]:
-        source = self.config.reader_dir
-        if self.config.reader_backend != "torch":
+        source, backend = self.config.reader_dir, self.config.served_reader_backend
+        if backend in EXPORTED_FILES:
             exported = ensure_export(source, self.config.export_dir, self.config.threads)
             log.info("reader export %s: %s", self.config.export_dir, "written" if exported else "up to date")
             source = self.config.export_dir
-        reader = Reader.load(source, threads=self.config.threads, backend=self.config.reader_backend)
+        reader = Reader.load(source, threads=self.config.threads, backend=backend)
         if self.config.abstain_threshold is not None:
-            reader = Reader(
-                reader.model,
-                reader.tokenizer,
-                dataclasses.replace(reader.config, abstain_threshold=self.config.abstain_threshold),
+            reader = reader.with_config(
+                dataclasses.replace(reader.config, abstain_threshold=self.config.abstain_threshold)
             )
         self.calibration = ConfidenceCalibration.load(self.config.reader_dir)
+        for worker in range(self.config.served_read_workers):
+            self._idle_readers.put(reader if worker == 0 else reader.replica())
         self.reader = reader
         return {
             "directory": str(self.config.reader_dir),
-            "backend": self.config.reader_backend,
+            "backend": backend,
+            "read_workers": self.config.served_read_workers,
             "abstain_threshold": reader.config.abstain_threshold,
             "confidence_calibrated": self.calibration is not None,
         }
@@ -154,7 +157,7 @@ class QAService:
         )
 
     def answer(self, question: str, top_k: int) -> AnswerResponse:
-        """Retrieve `top_k` passages and read them; the models are used by one thread at a time each."""
+        """Retrieve `top_k` passages and read them (see the module docstring for who waits for whom)."""
         if not self.ready or self.index is None or self.reader is None:
             failed = any(c.state == "failed" for c in self.components.values())
             raise NotReadyError(f"the service is not ready: {self.not_ready_reason()}", retryable=not failed)
@@ -169,10 +172,13 @@ class QAService:
             retrieve = time.perf_counter() - retrieve_started
         answer, read = None, 0.0
         if relevance >= self.config.min_relevance:
-            with self._read_lock:
+            reader = self._idle_readers.get()  # waits while every read worker is busy
+            try:
                 read_started = time.perf_counter()
-                answer = self.reader.answer(question, passages, top_n=CANDIDATES, relevances=similarities)
+                answer = reader.answer(question, passages, top_n=CANDIDATES, relevances=similarities)
                 read = time.perf_counter() - read_started
+            finally:
+                self._idle_readers.put(reader)
         total = time.perf_counter() - started
         for stage, seconds in (("retrieve", retrieve), ("read", read), ("total", total)):
             self.metrics.latency.labels(stage).observe(seconds)

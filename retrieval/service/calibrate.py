@@ -42,7 +42,13 @@ from retrieval.service.calibration import (
     hedge_threshold,
     reliability_bins,
 )
-from retrieval.service.settings import DEFAULT_TOP_K, REPO_ROOT, ServiceConfig
+from retrieval.service.settings import (
+    AUTO_READER_BACKEND,
+    DEFAULT_TOP_K,
+    READER_BACKENDS,
+    REPO_ROOT,
+    ServiceConfig,
+)
 from retrieval.squad import read_squad, split_of
 
 ANSWERABLE_SETS = ("squad", "knowledge_base")
@@ -142,12 +148,14 @@ def answer_all(service: QAService, questions: Sequence[Question], top_k: int) ->
     return records
 
 
-def loaded_service(index_dir: Path, docs: Sequence[Path], reader: Path, threads: int) -> QAService:
+def loaded_service(
+    index_dir: Path, docs: Sequence[Path], reader: Path, threads: int, reader_backend: str = "torch"
+) -> QAService:
     config = ServiceConfig(
         index_dir=index_dir,
         docs=tuple(docs),
         reader_dir=reader,
-        reader_backend="torch",
+        reader_backend=reader_backend,
         encoder_backend="torch",
         threads=threads,
     )
@@ -227,11 +235,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--precision", type=float, default=0.9, help="share of unhedged answers that must be right"
     )
+    parser.add_argument(
+        "--reader-backend",
+        choices=READER_BACKENDS,
+        default=AUTO_READER_BACKEND,
+        help="as the service's (default auto: what the service serves on this CPU)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write", action="store_true", help="save the calibration into --reader")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench/results/confidence.json")
     return parser.parse_args(argv)
+
+
+def served_backend(args: argparse.Namespace) -> str:
+    """The reader backend the questions are answered with: --reader-backend, "auto" decided here."""
+    return ServiceConfig(reader_backend=args.reader_backend).served_reader_backend
 
 
 def collect(args: argparse.Namespace) -> list[Record]:
@@ -240,6 +259,7 @@ def collect(args: argparse.Namespace) -> list[Record]:
     key = hashlib.sha256(
         json.dumps(
             [
+                served_backend(args),
                 file_digest(args.reader / "model.safetensors"),
                 file_digest(args.reader / "reader_config.json"),
                 str(args.squad),
@@ -255,7 +275,9 @@ def collect(args: argparse.Namespace) -> list[Record]:
     if cached.exists():
         rows = [json.loads(line) for line in cached.read_text(encoding="utf-8").splitlines()]
         return [Record(**{**row, "candidates": tuple(map(tuple, row["candidates"]))}) for row in rows]
-    squad = loaded_service(args.work / "squad-index", [args.squad], args.reader, args.threads)
+    squad = loaded_service(
+        args.work / "squad-index", [args.squad], args.reader, args.threads, served_backend(args)
+    )
     records = answer_all(
         squad, squad_questions(args.squad, "squad", args.squad_questions, args.seed, False), args.top_k
     )
@@ -266,7 +288,9 @@ def collect(args: argparse.Namespace) -> list[Record]:
         records += answer_all(
             squad, [dataclasses.replace(q, split="held_out") for q in unanswerable], args.top_k
         )
-    knowledge = loaded_service(args.work / "kb-index", [args.docs], args.reader, args.threads)
+    knowledge = loaded_service(
+        args.work / "kb-index", [args.docs], args.reader, args.threads, served_backend(args)
+    )
     records += answer_all(knowledge, knowledge_questions(args.kb_questions), args.top_k)
     args.work.mkdir(parents=True, exist_ok=True)
     cached.write_text("".join(json.dumps(asdict(r)) + "\n" for r in records), encoding="utf-8")
@@ -284,6 +308,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "questions": {name: sum(r.set_name == name for r in fit) for name in ANSWERABLE_SETS},
             "right_f1": RIGHT_F1,
             "top_k": args.top_k,
+            "reader_backend": served_backend(args),
             "command": "python -m retrieval.service.calibrate",
         },
     )

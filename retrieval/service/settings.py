@@ -16,6 +16,7 @@ from typing import Any
 
 from retrieval.index.encoder import QUERY_BACKENDS
 from retrieval.reader.model import BACKENDS
+from retrieval.training.distributed import native_cpu_bf16
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MAX_QUESTION_CHARS = 1000
@@ -30,6 +31,18 @@ CANDIDATES = 5  # alternative answers listed in a response
 # base; it keeps 98.6% of tests/data/knowledge_qa.json (bench/abstention.py measures both).
 DEFAULT_MIN_RELEVANCE = 0.30
 
+# The reader backend "auto" serves: bf16 autocast where the CPU computes bf16 natively (AVX-512
+# BF16 or AMX), 1.3x ONNX Runtime fp32 on a knowledge-base question with the same answers; ONNX
+# Runtime fp32 elsewhere (bf16 emulated in software would be slower than fp32).
+AUTO_READER_BACKEND = "auto"
+READER_BACKENDS = (AUTO_READER_BACKEND, *BACKENDS)
+
+# Questions read at once when read_workers is unset. With 16 clients on 2 cores, two workers (each
+# with every core's threads) answer 1.4x the questions per second of one: one question's
+# single-threaded steps (tokenising, picking spans) run while the other's matrix products use the
+# cores. A question alone still gets both cores (one worker of one thread would read it 1.6x slower).
+DEFAULT_READ_WORKERS = 2
+
 # environment variable -> ServiceConfig field
 ENV_VARIABLES = {
     "QA_INDEX_DIR": "index_dir",
@@ -38,6 +51,7 @@ ENV_VARIABLES = {
     "QA_HOST": "host",
     "QA_PORT": "port",
     "QA_THREADS": "threads",
+    "QA_READ_WORKERS": "read_workers",
     "QA_ABSTAIN_THRESHOLD": "abstain_threshold",
     "QA_MIN_RELEVANCE": "min_relevance",
     "QA_READER_BACKEND": "reader_backend",
@@ -52,11 +66,12 @@ class ServiceConfig:
 
     `docs` are the documents the index is (re)built from when missing or outdated; empty serves
     `index_dir` as it is. `abstain_threshold` None keeps the reader's calibrated threshold;
-    `min_relevance` is the off-topic cut (see DEFAULT_MIN_RELEVANCE). `reader_backend` "onnx"
-    (the default) serves the reader through ONNX Runtime, exported into `export_dir` at start when
-    missing or made from other weights: the same answers as "torch", 1.3x its speed on an idle
-    2-core CPU and more under load (bench/reader_speed.py); "onnx-int8" is 2.2x, for about
-    half an F1 point. `encoder_backend` "onnx" (the default) embeds questions through ONNX
+    `min_relevance` is the off-topic cut (see DEFAULT_MIN_RELEVANCE). `reader_backend` "auto"
+    (the default) is "torch-bf16" on CPUs with native bf16 and "onnx" elsewhere (see
+    AUTO_READER_BACKEND). "onnx" serves the reader through ONNX Runtime, exported into
+    `export_dir` at start when missing or made from other weights: the same answers as "torch",
+    1.3x its speed on an idle 2-core CPU and more under load (bench/reader_speed.py); "onnx-int8"
+    is 2.2x, for about half an F1 point. `encoder_backend` "onnx" (the default) embeds questions through ONNX
     Runtime: the same vectors, about 3x faster than "torch" (bench/retrieval.py).
     """
 
@@ -66,11 +81,25 @@ class ServiceConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     threads: int | None = None
+    read_workers: int | None = None
     abstain_threshold: float | None = None
     min_relevance: float = DEFAULT_MIN_RELEVANCE
-    reader_backend: str = "onnx"
+    reader_backend: str = AUTO_READER_BACKEND
     export_dir: Path = REPO_ROOT / "var" / "reader-export"
     encoder_backend: str = "onnx"
+
+    @property
+    def served_reader_backend(self) -> str:
+        """The backend the reader runs on: `reader_backend`, with "auto" decided for this CPU."""
+        if self.reader_backend != AUTO_READER_BACKEND:
+            return self.reader_backend
+        return "torch-bf16" if native_cpu_bf16() else "onnx"
+
+    @property
+    def served_read_workers(self) -> int:
+        """How many questions are read at once: `read_workers`, else DEFAULT_READ_WORKERS but no more
+        than the CPU's cores."""
+        return self.read_workers or max(1, min(DEFAULT_READ_WORKERS, os.cpu_count() or 1))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ServiceConfig:
@@ -82,6 +111,7 @@ class ServiceConfig:
             "host": str,
             "port": int,
             "threads": int,
+            "read_workers": int,
             "abstain_threshold": float,
             "min_relevance": float,
             "reader_backend": str,
@@ -109,8 +139,12 @@ class ServiceConfig:
             raise ValueError(f"port {self.port} is not between 0 and 65535")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be at least 1, got {self.threads}")
-        if self.reader_backend not in BACKENDS:
-            raise ValueError(f"reader_backend {self.reader_backend!r} is not one of {', '.join(BACKENDS)}")
+        if self.read_workers is not None and self.read_workers < 1:
+            raise ValueError(f"read_workers must be at least 1, got {self.read_workers}")
+        if self.reader_backend not in READER_BACKENDS:
+            raise ValueError(
+                f"reader_backend {self.reader_backend!r} is not one of {', '.join(READER_BACKENDS)}"
+            )
         if self.encoder_backend not in QUERY_BACKENDS:
             raise ValueError(
                 f"encoder_backend {self.encoder_backend!r} is not one of {', '.join(QUERY_BACKENDS)}"

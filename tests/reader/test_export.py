@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from retrieval.documents import Passage
 from retrieval.reader.features import QAPair, encode_pairs
@@ -122,6 +123,9 @@ def test_bad_input_gets_a_clear_error(export_dir, tmp_path, capsys):
         Reader.load(tmp_path, backend="onnx")
     with pytest.raises(FileNotFoundError, match="not a reader model directory"):
         Reader.load(export_dir)  # an export directory holds no PyTorch weights
+    onnx_reader = Reader.load(export_dir, backend="onnx")
+    with pytest.raises(ValueError, match="autocast applies to the PyTorch model only"):
+        Reader(onnx_reader.model, onnx_reader.tokenizer, onnx_reader.config, torch.bfloat16)
     with pytest.raises(SystemExit):
         parse_args(["--reader", str(tmp_path), "--out", str(tmp_path / "out")])
     assert "is not a reader model directory" in capsys.readouterr().err

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from retrieval.documents import Passage
 from retrieval.reader.metrics import ScoredQuestion, squad_scores
@@ -23,9 +24,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_READER = REPO_ROOT / "models" / "reader"
 KNOWLEDGE_QA = REPO_ROOT / "tests" / "data" / "knowledge_qa.json"
 
-# Measured on the 143 knowledge-base questions with models/reader as committed: exact 48.3, F1 61.0.
-EXACT_FLOOR = 42.0
-F1_FLOOR = 55.0
+# Measured on the 143 knowledge-base questions with models/reader as committed (stage 10, whose
+# training saw the fit half of them): exact 79.0, F1 87.6.
+EXACT_FLOOR = 74.0
+F1_FLOOR = 83.0
 
 
 @pytest.fixture(scope="module")
@@ -39,15 +41,20 @@ def test_shipped_reader_fits_in_one_small_weights_file() -> None:
     assert weights[0].stat().st_size <= 50 * 1024 * 1024
 
 
-def test_shipped_reader_answers_knowledge_base_questions(shipped_reader: Reader) -> None:
-    paragraphs = read_squad(KNOWLEDGE_QA)
+@pytest.fixture(scope="module")
+def knowledge_queries() -> tuple[list[tuple[str, list[Passage]]], list[tuple[str, ...]]]:
+    """Each knowledge-base question with its gold passage, and its gold answers."""
     queries, golds = [], []
-    for number, paragraph in enumerate(paragraphs):
+    for number, paragraph in enumerate(read_squad(KNOWLEDGE_QA)):
         passage = Passage(passage_id=f"kb-{number}", title=paragraph.title, text=paragraph.context)
         for question in paragraph.questions:
             queries.append((question.question, [passage]))
             golds.append(tuple(answer.text for answer in question.answers))
+    return queries, golds
 
+
+def test_shipped_reader_answers_knowledge_base_questions(shipped_reader: Reader, knowledge_queries) -> None:
+    queries, golds = knowledge_queries
     answers = shipped_reader.answer_many(queries)
     scores = squad_scores(
         [
@@ -65,3 +72,17 @@ def test_shipped_reader_answers_knowledge_base_questions(shipped_reader: Reader)
     )
     assert scores["exact"] >= EXACT_FLOOR
     assert scores["f1"] >= F1_FLOOR
+
+
+def test_bf16_autocast_gives_the_fp32_answers(shipped_reader: Reader, knowledge_queries) -> None:
+    # The service's default on CPUs with native bf16 (retrieval/service/settings.py). Measured: the
+    # same best span for all 143 questions, reader confidence within 0.017 (0.05 through the
+    # service, k=3); on 1,000 SQuAD dev questions 99.4% the same, F1 80.81 against 80.85.
+    queries, _ = knowledge_queries
+    bf16_reader = Reader.load(SHIPPED_READER, backend="torch-bf16")
+    assert bf16_reader.autocast_dtype == torch.bfloat16
+
+    expected, answers = shipped_reader.answer_many(queries), bf16_reader.answer_many(queries)
+    same = [a.text == e.text and a.passage == e.passage for a, e in zip(answers, expected, strict=True)]
+    assert sum(same) >= 0.98 * len(queries)
+    assert max(abs(a.confidence - e.confidence) for a, e in zip(answers, expected, strict=True)) < 0.1

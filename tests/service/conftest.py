@@ -103,11 +103,14 @@ def unfiltered_service(
     reader_dir: Path,
     export_dir: Path,
 ) -> Iterator[ServiceProcess]:
-    """knowledge_service's index and reader with the relevance cut off: every question is read."""
+    """knowledge_service's index and reader with the relevance cut off: every question is read, by
+    the reader's ONNX export (knowledge_service runs the default backend, bf16 on CPUs that have it)."""
     with _running(
         tmp_path_factory,
         "unfiltered-service",
-        _sharing_the_index(index_dir, reader_dir, export_dir, "--min-relevance", "-1"),
+        _sharing_the_index(
+            index_dir, reader_dir, export_dir, "--min-relevance", "-1", "--reader-backend", "onnx"
+        ),
     ) as service:
         yield service
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,8 +13,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from service_process import HIGH_ABSTAIN_THRESHOLD, KNOWLEDGE_DIR, REPO_ROOT, HttpResult, ServiceProcess
 
 from retrieval.index.ingest import normalise
-from retrieval.service.settings import DEFAULT_MIN_RELEVANCE, MAX_QUESTION_CHARS, MAX_TOP_K, ServiceConfig
+from retrieval.service.settings import (
+    DEFAULT_MIN_RELEVANCE,
+    DEFAULT_READ_WORKERS,
+    MAX_QUESTION_CHARS,
+    MAX_TOP_K,
+    ServiceConfig,
+)
 from retrieval.squad import read_squad
+from retrieval.training.distributed import native_cpu_bf16
 
 KNOWLEDGE_QA = REPO_ROOT / "tests" / "data" / "knowledge_qa.json"
 UNANSWERABLE = json.loads((REPO_ROOT / "tests" / "data" / "knowledge_unanswerable.json").read_text())
@@ -62,13 +70,34 @@ def test_answers_from_the_document_about_the_sign(knowledge_service: ServiceProc
     assert body["timings_ms"]["total"] >= body["timings_ms"]["read"]
 
 
-def test_reader_is_served_from_its_onnx_export_made_at_start(
-    knowledge_service: ServiceProcess, export_dir: Path
-) -> None:
+def test_the_default_backend_is_bf16_where_the_cpu_computes_it(knowledge_service: ServiceProcess) -> None:
     reader = knowledge_service.call("GET", "/readyz").body["reader"]
+
+    assert reader["state"] == "loaded"
+    assert reader["backend"] == ("torch-bf16" if native_cpu_bf16() else "onnx")
+    assert reader["read_workers"] == min(DEFAULT_READ_WORKERS, os.cpu_count() or 1)
+
+
+def test_reader_is_served_from_its_onnx_export_made_at_start(
+    unfiltered_service: ServiceProcess, export_dir: Path
+) -> None:
+    reader = unfiltered_service.call("GET", "/readyz").body["reader"]
 
     assert reader["state"] == "loaded" and reader["backend"] == "onnx"
     assert (export_dir / "model.onnx").is_file() and (export_dir / "export.json").is_file()
+
+
+def test_the_default_backend_answers_as_the_onnx_export(
+    knowledge_service: ServiceProcess, unfiltered_service: ServiceProcess
+) -> None:
+    # bf16 autocast rounds the matmuls' inputs: the confidences move a little, the answers must not.
+    questions = [q.question for p in read_squad(KNOWLEDGE_QA) for q in p.questions][:40]
+    for question in questions:
+        default, onnx = ask(knowledge_service, question).body, ask(unfiltered_service, question).body
+        if default["abstain_reason"] == "off_topic":  # below knowledge_service's relevance cut
+            continue
+        assert (default["answer"], default["source"]) == (onnx["answer"], onnx["source"]), question
+        assert default["reader_confidence"] == pytest.approx(onnx["reader_confidence"], abs=0.06), question
 
 
 def test_top_k_bounds_the_passages_read(knowledge_service: ServiceProcess) -> None:
@@ -346,6 +375,10 @@ def test_an_inference_crash_is_a_json_500_with_the_request_id_logged(
     }
     log = misconfigured_service.log()
     assert "request_id=crash-1 POST /answer failed" in log and "Traceback" in log
+    # more crashes than read workers: each crashed read gives its worker back
+    workers = misconfigured_service.call("GET", "/readyz").body["reader"]["read_workers"]
+    for _ in range(workers + 1):
+        assert misconfigured_service.call("POST", "/answer", payload={"question": question}).status == 500
     assert ask(misconfigured_service, "What is the ruling planet of Scorpio?").status == 200
 
 
@@ -361,8 +394,10 @@ def test_config_reads_the_environment_and_options_override_it(tmp_path: Path) ->
         "QA_THREADS": "2",
         "QA_ABSTAIN_THRESHOLD": "0.3",
         "QA_MIN_RELEVANCE": "0.25",
+        "QA_READ_WORKERS": "3",
     }
     config = ServiceConfig.from_env(environ).with_overrides(port=9002, host=None)
+    assert config.served_read_workers == 3 and ServiceConfig(read_workers=1).served_read_workers == 1
 
     assert config.index_dir == tmp_path / "index" and config.reader_dir == tmp_path / "reader"
     assert config.docs == () and config.threads == 2 and config.abstain_threshold == 0.3
@@ -377,6 +412,7 @@ def test_config_reads_the_environment_and_options_override_it(tmp_path: Path) ->
         ({"QA_PORT": "eighty"}, "QA_PORT='eighty'"),
         ({"QA_PORT": "70000"}, "port 70000"),
         ({"QA_THREADS": "0"}, "threads"),
+        ({"QA_READ_WORKERS": "0"}, "read_workers must be at least 1"),
         ({"QA_MIN_RELEVANCE": "high"}, "QA_MIN_RELEVANCE='high'"),
         ({"QA_MIN_RELEVANCE": "1.5"}, "min_relevance"),
         ({"QA_READER_BACKEND": "tensorflow"}, "reader_backend 'tensorflow' is not one of"),
