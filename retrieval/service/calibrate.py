@@ -245,12 +245,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write", action="store_true", help="save the calibration into --reader")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench/results/confidence.json")
-    return parser.parse_args(argv)
-
-
-def served_backend(args: argparse.Namespace) -> str:
-    """The reader backend the questions are answered with: --reader-backend, "auto" decided here."""
-    return ServiceConfig(reader_backend=args.reader_backend).served_reader_backend
+    args = parser.parse_args(argv)
+    # the backend the questions are answered with, "auto" decided for this CPU as the service does
+    args.reader_backend = ServiceConfig(reader_backend=args.reader_backend).served_reader_backend
+    return args
 
 
 def collect(args: argparse.Namespace) -> list[Record]:
@@ -259,7 +257,7 @@ def collect(args: argparse.Namespace) -> list[Record]:
     key = hashlib.sha256(
         json.dumps(
             [
-                served_backend(args),
+                args.reader_backend,
                 file_digest(args.reader / "model.safetensors"),
                 file_digest(args.reader / "reader_config.json"),
                 str(args.squad),
@@ -276,7 +274,7 @@ def collect(args: argparse.Namespace) -> list[Record]:
         rows = [json.loads(line) for line in cached.read_text(encoding="utf-8").splitlines()]
         return [Record(**{**row, "candidates": tuple(map(tuple, row["candidates"]))}) for row in rows]
     squad = loaded_service(
-        args.work / "squad-index", [args.squad], args.reader, args.threads, served_backend(args)
+        args.work / "squad-index", [args.squad], args.reader, args.threads, args.reader_backend
     )
     records = answer_all(
         squad, squad_questions(args.squad, "squad", args.squad_questions, args.seed, False), args.top_k
@@ -289,7 +287,7 @@ def collect(args: argparse.Namespace) -> list[Record]:
             squad, [dataclasses.replace(q, split="held_out") for q in unanswerable], args.top_k
         )
     knowledge = loaded_service(
-        args.work / "kb-index", [args.docs], args.reader, args.threads, served_backend(args)
+        args.work / "kb-index", [args.docs], args.reader, args.threads, args.reader_backend
     )
     records += answer_all(knowledge, knowledge_questions(args.kb_questions), args.top_k)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -308,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "questions": {name: sum(r.set_name == name for r in fit) for name in ANSWERABLE_SETS},
             "right_f1": RIGHT_F1,
             "top_k": args.top_k,
-            "reader_backend": served_backend(args),
+            "reader_backend": args.reader_backend,
             "command": "python -m retrieval.service.calibrate",
         },
     )
