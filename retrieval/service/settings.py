@@ -38,9 +38,9 @@ AUTO_READER_BACKEND = "auto"
 READER_BACKENDS = (AUTO_READER_BACKEND, *BACKENDS)
 
 # Questions read at once when read_workers is unset. With 16 clients on 2 cores, two workers (each
-# with every core's threads) answer 1.4x the questions per second of one: one question's
+# with every core's threads) answer 1.3x the questions per second of one: one question's
 # single-threaded steps (tokenising, picking spans) run while the other's matrix products use the
-# cores. A question alone still gets both cores (one worker of one thread would read it 1.6x slower).
+# cores. A question alone still gets both cores (with one thread it would take 1.5x as long).
 DEFAULT_READ_WORKERS = 2
 
 # environment variable -> ServiceConfig field
@@ -71,8 +71,9 @@ class ServiceConfig:
     AUTO_READER_BACKEND). "onnx" serves the reader through ONNX Runtime, exported into
     `export_dir` at start when missing or made from other weights: the same answers as "torch",
     1.3x its speed on an idle 2-core CPU and more under load (bench/reader_speed.py); "onnx-int8"
-    is 2.2x, for about half an F1 point. `encoder_backend` "onnx" (the default) embeds questions through ONNX
-    Runtime: the same vectors, about 3x faster than "torch" (bench/retrieval.py).
+    is 2.2x, for about half an F1 point. `encoder_backend` "onnx" (the default) embeds questions
+    through ONNX Runtime: the same vectors, about 3x faster than "torch" (bench/retrieval.py).
+    `read_workers` None reads DEFAULT_READ_WORKERS questions at once (no more than the cores).
     """
 
     index_dir: Path = REPO_ROOT / "var" / "index"
