@@ -78,7 +78,6 @@ class QAService:
         self.config = config
         self.metrics = Metrics()
         self.index: RetrievalIndex | None = None
-        self.reader: Reader | None = None
         self.calibration: ConfidenceCalibration | None = None
         self.components = {"index": Component(), "reader": Component()}
         self._retrieve_lock = threading.Lock()
@@ -135,13 +134,13 @@ class QAService:
                 dataclasses.replace(reader.config, abstain_threshold=self.config.abstain_threshold)
             )
         self.calibration = ConfidenceCalibration.load(self.config.reader_dir)
-        for worker in range(self.config.served_read_workers):
+        workers = self.config.served_read_workers
+        for worker in range(workers):
             self._idle_readers.put(reader if worker == 0 else reader.replica())
-        self.reader = reader
         return {
             "directory": str(self.config.reader_dir),
             "backend": backend,
-            "read_workers": self.config.served_read_workers,
+            "read_workers": workers,
             "abstain_threshold": reader.config.abstain_threshold,
             "confidence_calibrated": self.calibration is not None,
         }
@@ -158,7 +157,7 @@ class QAService:
 
     def answer(self, question: str, top_k: int) -> AnswerResponse:
         """Retrieve `top_k` passages and read them (see the module docstring for who waits for whom)."""
-        if not self.ready or self.index is None or self.reader is None:
+        if not self.ready or self.index is None:  # ready: the read workers' readers are queued too
             failed = any(c.state == "failed" for c in self.components.values())
             raise NotReadyError(f"the service is not ready: {self.not_ready_reason()}", retryable=not failed)
         # Stage timings are the models' work; total also counts waiting for a model another request holds.
