@@ -22,7 +22,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 from sqlalchemy.exc import SQLAlchemyError
 
-from actions.follow_ups import LastTurn, find_subject, rewrite
+from actions.follow_ups import LastTurn, Rewrite, find_subject, rewrite
 from actions.horoscope import HoroscopeProvider, HoroscopeUnavailable, UnknownSign, provider_from_settings
 from actions.qa import QaClient, QaUnavailable, QuestionRejected
 from actions.settings import DEFAULT_QA_MIN_CONFIDENCE, Settings
@@ -321,8 +321,9 @@ class ActionSessionStart(_UsesServices, Action):
 class ActionAnswerQuestion(_UsesServices, Action):
     """Answers the latest message from the document library through the QA service.
 
-    Runs for ask_question and for messages the NLU did not understand; whatever
-    the service does, the user gets one reply and the conversation goes on.
+    Runs for ask_question, for messages the NLU did not understand and for a sign named
+    after a knowledge answer (a follow-up); whatever the service does, the user gets one
+    reply and the conversation goes on.
     """
 
     def name(self) -> str:
@@ -336,7 +337,11 @@ class ActionAnswerQuestion(_UsesServices, Action):
         if not message:
             dispatcher.utter_message(response="utter_cannot_answer")
             return []
-        question = _standalone_question(tracker, message)
+        follow_up = _follow_up(tracker, message)
+        if not follow_up.rewritten and _names_no_known_sign(tracker):
+            dispatcher.utter_message(response="utter_unknown_sign")
+            return []
+        question = follow_up.question
         try:
             found = await asyncio.to_thread(self.services.qa.ask, question)
         except QuestionRejected:
@@ -366,7 +371,7 @@ class ActionAnswerQuestion(_UsesServices, Action):
         ]
 
 
-def _standalone_question(tracker: Tracker, message: str) -> str:
+def _follow_up(tracker: Tracker, message: str) -> Rewrite:
     """The message, rewritten as a standalone question when it follows up the last one.
 
     A sign named on its own after a knowledge answer (the NLU's inform_sign: "Leo", "I'm a leo")
@@ -374,7 +379,7 @@ def _standalone_question(tracker: Tracker, message: str) -> str:
     """
     last_question = tracker.get_slot(LAST_QUESTION_SLOT)
     if not last_question or tracker.get_slot(LAST_TURN_SLOT) != "question":
-        return message
+        return Rewrite(message, "unchanged")
     last = LastTurn(last_question, tracker.get_slot(LAST_ANSWER_SLOT))
     result = rewrite(last, message)
     sign = next(tracker.get_latest_entity_values(SIGN_SLOT), None)
@@ -388,7 +393,16 @@ def _standalone_question(tracker: Tracker, message: str) -> str:
             message,
             result.question,
         )
-    return result.question
+    return result
+
+
+def _names_no_known_sign(tracker: Tracker) -> bool:
+    """The user gave their sign (inform_sign) but named none of the twelve: "my sign is dragon"
+    after a knowledge answer is no question for the library, and its answer would be nonsense."""
+    return (
+        tracker.get_intent_of_latest_message() == "inform_sign"
+        and next(tracker.get_latest_entity_values(SIGN_SLOT), None) is None
+    )
 
 
 def _keep_own_sign(tracker: Tracker) -> list[EventType]:

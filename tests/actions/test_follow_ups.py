@@ -148,6 +148,17 @@ def test_a_sign_on_its_own_asks_the_last_question_and_is_not_the_users_sign(
     assert SlotSet("horoscope_sign", None) in events  # the value before the message
 
 
+def test_a_sign_the_bot_does_not_know_is_refused_not_asked(
+    store: SubscriptionStore, qa_service: QaServiceServer
+) -> None:
+    asked_before = len(qa_service.requests_seen)
+    tracker = make_tracker(slots=AFTER_ARIES, text="my sign is dragon", intent="inform_sign")
+    events, said = ask(store, qa_service, tracker)
+    assert said == [("utter_unknown_sign", {})]
+    assert events == []  # the last question stays, so "and Leo?" still follows it up
+    assert len(qa_service.requests_seen) == asked_before
+
+
 def test_after_an_abstention_the_unanswered_question_is_followed_up(
     store: SubscriptionStore, qa_service: QaServiceServer
 ) -> None:
