@@ -22,7 +22,24 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 from sqlalchemy.exc import SQLAlchemyError
 
-from actions.follow_ups import LastTurn, Rewrite, find_subject, rewrite
+from actions.conversation import (
+    DELIVERED_SLOT,
+    FOLLOW_UP_SLOTS,
+    LAST_ANSWER_SLOT,
+    LAST_QUESTION_SLOT,
+    LAST_SOURCE_SLOT,
+    LAST_SUBJECT_SLOT,
+    LAST_TURN_SLOT,
+    REQUESTED_SLOT,
+    SIGN_SLOT,
+    SUBSCRIBED_SLOT,
+    SUBSCRIPTION_REQUESTED_SLOT,
+    follow_up_question,
+    given_birthdate,
+    keep_own_sign,
+    names_no_known_sign,
+)
+from actions.follow_ups import find_subject
 from actions.horoscope import HoroscopeProvider, HoroscopeUnavailable, UnknownSign, provider_from_settings
 from actions.qa import QaClient, QaUnavailable, QuestionRejected
 from actions.settings import DEFAULT_QA_MIN_CONFIDENCE, Settings
@@ -31,12 +48,6 @@ from actions.zodiac import BirthdateError, display_name, normalise_sign, parse_b
 
 logger = logging.getLogger(__name__)
 
-SIGN_SLOT = "horoscope_sign"
-DELIVERED_SLOT = "horoscope_delivered"
-SUBSCRIBED_SLOT = "is_subscribed"
-BIRTHDATE_ENTITY = "birthdate"
-REQUESTED_SLOT = "requested_slot"
-SUBSCRIPTION_REQUESTED_SLOT = "subscription_requested"
 # Rasa runs an action named by a FollowupAction event without asking its policies. Where the rules
 # leave exactly one next step (data/rules/horoscope.yml: the completed sign form goes on to the
 # horoscope, or to the subscription that was asked for; a horoscope shown to a non-subscriber is
@@ -44,14 +55,6 @@ SUBSCRIPTION_REQUESTED_SLOT = "subscription_requested"
 # predictions instead of four (bench/README.md, "Turn latency"). The rules stay: they train the policies,
 # `rasa test` checks them, and they decide wherever an action names nothing.
 OFFER_RESPONSE = "utter_offer_subscription"
-# What the last knowledge question was: set by action_answer_question, read by the next one to
-# make a follow-up standalone, cleared by a horoscope and by a new session.
-LAST_TURN_SLOT = "last_turn"  # "question" after a knowledge answer (or abstention); steers the dialogue
-LAST_QUESTION_SLOT = "last_question"
-LAST_ANSWER_SLOT = "last_answer"
-LAST_SUBJECT_SLOT = "last_subject"
-LAST_SOURCE_SLOT = "last_source"
-FOLLOW_UP_SLOTS = (LAST_TURN_SLOT, LAST_QUESTION_SLOT, LAST_ANSWER_SLOT, LAST_SUBJECT_SLOT, LAST_SOURCE_SLOT)
 
 RunMethod = Callable[[Any, CollectingDispatcher, Tracker, DomainDict], Awaitable[list[EventType]]]
 
@@ -133,16 +136,6 @@ async def deliver_horoscope(
     return [SlotSet(DELIVERED_SLOT, True)]
 
 
-def _birthdate_text(tracker: Tracker) -> str | None:
-    """The birth date the user just gave: the NLU entity, else the whole message of an inform_birthdate."""
-    entity = next(tracker.get_latest_entity_values(BIRTHDATE_ENTITY), None)
-    if entity:
-        return str(entity)
-    if tracker.get_intent_of_latest_message(skip_fallback_intent=False) == "inform_birthdate":
-        return tracker.latest_message.get("text") or None
-    return None
-
-
 class ValidateHoroscopeForm(_UsesServices, FormValidationAction):
     """Fills horoscope_sign from a sign name or from a birth date."""
 
@@ -166,7 +159,7 @@ class ValidateHoroscopeForm(_UsesServices, FormValidationAction):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
         """Compute the sign from a birth date in the latest message, unless a sign was named too."""
-        birthdate_text = _birthdate_text(tracker)
+        birthdate_text = given_birthdate(tracker)
         if not birthdate_text or next(tracker.get_latest_entity_values(SIGN_SLOT), None):
             return {}
         try:
@@ -333,12 +326,16 @@ class ActionAnswerQuestion(_UsesServices, Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
+        return await self._reply(dispatcher, tracker)
+
+    async def _reply(self, dispatcher: CollectingDispatcher, tracker: Tracker) -> list[EventType]:
+        """Answer, refuse or apologise; the events to remember what was asked."""
         message = (tracker.latest_message.get("text") or "").strip()
         if not message:
             dispatcher.utter_message(response="utter_cannot_answer")
             return []
-        follow_up = _follow_up(tracker, message)
-        if not follow_up.rewritten and _names_no_known_sign(tracker):
+        follow_up = follow_up_question(tracker, message)
+        if not follow_up.rewritten and names_no_known_sign(tracker):
             dispatcher.utter_message(response="utter_unknown_sign")
             return []
         question = follow_up.question
@@ -362,59 +359,10 @@ class ActionAnswerQuestion(_UsesServices, Action):
         asked = found.question or question
         subject = find_subject(asked)
         return [
-            *_keep_own_sign(tracker),
+            *keep_own_sign(tracker),
             SlotSet(LAST_TURN_SLOT, "question"),
             SlotSet(LAST_QUESTION_SLOT, asked),
             SlotSet(LAST_ANSWER_SLOT, found.answer),
             SlotSet(LAST_SUBJECT_SLOT, subject.text if subject else None),
             SlotSet(LAST_SOURCE_SLOT, found.source_title),
         ]
-
-
-def _follow_up(tracker: Tracker, message: str) -> Rewrite:
-    """The message, rewritten as a standalone question when it follows up the last one.
-
-    A sign named on its own after a knowledge answer (the NLU's inform_sign: "Leo", "I'm a leo")
-    asks the last question about that sign, as "and Leo?" does.
-    """
-    last_question = tracker.get_slot(LAST_QUESTION_SLOT)
-    if not last_question or tracker.get_slot(LAST_TURN_SLOT) != "question":
-        return Rewrite(message, "unchanged")
-    last = LastTurn(last_question, tracker.get_slot(LAST_ANSWER_SLOT))
-    result = rewrite(last, message)
-    sign = next(tracker.get_latest_entity_values(SIGN_SLOT), None)
-    if not result.rewritten and sign and tracker.get_intent_of_latest_message() == "inform_sign":
-        result = rewrite(last, f"and {normalise_sign(str(sign)) or sign}?")
-    if result.rewritten:
-        logger.info(
-            "Follow-up in conversation %s (%s): %r -> %r",
-            tracker.sender_id,
-            result.kind,
-            message,
-            result.question,
-        )
-    return result
-
-
-def _names_no_known_sign(tracker: Tracker) -> bool:
-    """The user gave their sign (inform_sign) but named none of the twelve: "my sign is dragon"
-    after a knowledge answer is no question for the library, and its answer would be nonsense."""
-    return (
-        tracker.get_intent_of_latest_message() == "inform_sign"
-        and next(tracker.get_latest_entity_values(SIGN_SLOT), None) is None
-    )
-
-
-def _keep_own_sign(tracker: Tracker) -> list[EventType]:
-    """Undo horoscope_sign's mapping when a sign named in a follow-up set it: Leo was asked about,
-    not given as the user's own sign."""
-    if tracker.get_intent_of_latest_message() != "inform_sign":
-        return []
-    before, seen_user = None, False
-    for event in reversed(tracker.events):
-        if event.get("event") == "user":
-            seen_user = True
-        elif seen_user and event.get("event") == "slot" and event.get("name") == SIGN_SLOT:
-            before = event.get("value")
-            break
-    return [] if tracker.get_slot(SIGN_SLOT) == before else [SlotSet(SIGN_SLOT, before)]
