@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 from qa_service_server import CONFIDENT, UNSURE, QaServiceServer
-from rasa_sdk.events import SlotSet
+from rasa_sdk.events import FollowupAction, SlotSet
 from test_custom_actions import make_tracker, run, services
 
 from actions.actions import ActionAnswerQuestion, Services
@@ -147,6 +147,17 @@ def test_an_abstention_says_what_the_bot_can_do(
     assert said == [("utter_cannot_answer", {})]
     # An unanswered question is remembered too: "and Leo?" after it is rewritten from it.
     assert events == remembered(question, None, None)
+
+
+def test_with_no_form_waiting_the_action_names_listen_as_the_next_step(
+    store: SubscriptionStore, qa_service: QaServiceServer
+) -> None:
+    tracker = make_tracker(text="who wrote the tetrabiblos")
+    in_form, _ = run(ActionAnswerQuestion(services(store, qa=qa_client(qa_service))), tracker)
+    tracker.active_loop = {}
+    no_form, _ = run(ActionAnswerQuestion(services(store, qa=qa_client(qa_service))), tracker)
+    assert not [event for event in in_form if event.get("event") == "followup"]  # the policies decide
+    assert no_form == [*in_form, FollowupAction("action_listen")]
 
 
 def test_an_empty_message_is_not_sent(store: SubscriptionStore, qa_service: QaServiceServer) -> None:
