@@ -330,7 +330,7 @@ class ActionAnswerQuestion(_UsesServices, Action):
         # With no form waiting, the rules always listen after a reply (data/rules, data/stories):
         # naming action_listen spares Rasa a policy prediction, as OFFER_RESPONSE does. While the
         # sign form waits, the policies decide whether it asks again or lets go.
-        return events if tracker.active_loop.get("name") else [*events, FollowupAction("action_listen")]
+        return events if tracker.active_loop_name else [*events, FollowupAction("action_listen")]
 
     async def _reply(self, dispatcher: CollectingDispatcher, tracker: Tracker) -> list[EventType]:
         """Answer, refuse or apologise; the events to remember what was asked."""
