@@ -160,6 +160,11 @@ class ValidateHoroscopeForm(_UsesServices, FormValidationAction):
     ) -> dict[str, Any]:
         """Compute the sign from a birth date in the latest message, unless a sign was named too."""
         birthdate_text = given_birthdate(tracker)
+        if not birthdate_text and tracker.active_loop_name is None and names_no_known_sign(tracker):
+            # The form opens on a sign it does not know ("my sign is dragon"): say so before it asks.
+            # Once the form waits, the rule for an unknown sign inside it says so instead.
+            dispatcher.utter_message(response="utter_unknown_sign")
+            return {SIGN_SLOT: None}
         if not birthdate_text or next(tracker.get_latest_entity_values(SIGN_SLOT), None):
             return {}
         try:

@@ -178,6 +178,20 @@ def test_form_refuses_an_unknown_sign(store: SubscriptionStore) -> None:
     assert said == [("utter_unknown_sign", {})]
 
 
+def test_a_form_opened_by_a_sign_it_does_not_know_says_so(store: SubscriptionStore) -> None:
+    opening = make_tracker(text="my sign is dragon", intent="inform_sign")
+    opening.active_loop = {}  # the validation call at the form's activation
+    events, said = run(ValidateHoroscopeForm(services(store)), opening)
+    assert said == [("utter_unknown_sign", {})]
+    assert events == [SlotSet("horoscope_sign", None)]  # validated: the form goes on to ask
+
+
+def test_inside_the_form_a_sign_it_does_not_know_is_left_to_the_rules(store: SubscriptionStore) -> None:
+    waiting = make_tracker(text="my sign is dragon", intent="inform_sign")
+    events, said = run(ValidateHoroscopeForm(services(store)), waiting)
+    assert (events, said) == ([], [])  # the form rejects; data/rules/sign_form.yml answers
+
+
 def test_form_prefers_a_named_sign_over_a_birth_date(store: SubscriptionStore) -> None:
     tracker = make_tracker(
         text="I'm a leo, born 3 March",
