@@ -65,8 +65,8 @@ def follow_up_question(tracker: Tracker, message: str) -> Rewrite:
 
 
 def names_no_known_sign(tracker: Tracker) -> bool:
-    """The user gave their sign (inform_sign) but named none of the twelve: "my sign is dragon"
-    after a knowledge answer is no question for the library, and its answer would be nonsense."""
+    """The user gave their sign (inform_sign) but named none of the twelve ("my sign is dragon"):
+    the reply is the list of signs, whether the message opens the sign form or follows an answer."""
     return (
         tracker.get_intent_of_latest_message() == "inform_sign"
         and next(tracker.get_latest_entity_values(SIGN_SLOT), None) is None
