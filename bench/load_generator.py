@@ -5,9 +5,9 @@ bench/turn_latency.py starts it with .venv-rasa's Python (the venv that has aioh
 
   spec:   {"target": "rasa" | "qa", "url", "messages": [text, ...], "first_message", "users",
            "duration_s", "max_requests", "timeout_s", "warmup", "turns_per_sender", "sender_prefix",
-           "expected": [regex, ...]}
+           "expected": [regex, ...], "first_turns": [turns each user made before] (optional)}
   result: {"latencies_s": [...], "requests", "errors": {"timeout", "http", "wrong_reply"},
-           "error_examples": {...}, "warmup_errors", "elapsed_s"}
+           "error_examples": {...}, "warmup_errors", "elapsed_s", "turns_by_user": [...]}
 
 Each user sends its next request as soon as the previous one is answered, until `duration_s`
 has passed or `max_requests` have been sent in all. Request number n (counted over all users,
@@ -15,7 +15,9 @@ warm-up included) sends messages[(first_message + n) % len(messages)], so a list
 questions is walked through in order and the next cell can go on where this one stopped.
 A reply only counts as a success when one of its texts (a QA reply's text is its answer, "" for
 an abstention) fully matches one of the `expected` patterns, so a broken stack cannot look fast.
-Latencies are those of the successes; every failure is counted under its cause.
+Latencies are those of the successes; every failure is counted under its cause. A cell measured
+in rounds passes each user's turns so far back as `first_turns`, so its conversations go on
+(and start anew every `turns_per_sender` turns) as in one long cell.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class Spec:
     turns_per_sender: int
     sender_prefix: str
     expected: tuple[re.Pattern[str], ...]
+    first_turns: tuple[int, ...] = ()
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Spec:
@@ -59,12 +62,15 @@ class Spec:
                 **raw,
                 "messages": tuple(raw["messages"]),
                 "expected": tuple(re.compile(p, re.DOTALL) for p in raw["expected"]),
+                "first_turns": tuple(raw.get("first_turns", ())),
             }
         )
         if not spec.messages or not all(isinstance(m, str) for m in spec.messages):
             raise ValueError("messages must be a non-empty list of texts")
         if min(spec.users, spec.max_requests, spec.turns_per_sender) < 1 or spec.duration_s <= 0:
             raise ValueError("users, max_requests, turns_per_sender and duration_s must be positive")
+        if spec.first_turns and len(spec.first_turns) != spec.users:
+            raise ValueError("first_turns must give one count per user")
         return spec
 
 
@@ -142,18 +148,18 @@ async def run(spec: Spec) -> dict[str, Any]:
 
         tally = Tally()
         sent = 0
+        turns = list(spec.first_turns or [0] * spec.users)
         started = time.monotonic()
         deadline = started + spec.duration_s
 
         async def user(index: int) -> None:
             nonlocal sent
-            turn = 0
             while time.monotonic() < deadline and sent < spec.max_requests:
                 sent += 1
-                conversation = turn // spec.turns_per_sender
+                conversation = turns[index] // spec.turns_per_sender
                 sender = f"{spec.sender_prefix}-u{index}-c{conversation}"
                 await _send(session, spec, sender, next_message(), tally)
-                turn += 1
+                turns[index] += 1
 
         await asyncio.gather(*(user(index) for index in range(spec.users)))
         elapsed = time.monotonic() - started
@@ -166,6 +172,7 @@ async def run(spec: Spec) -> dict[str, Any]:
         "warmup_errors": sum(warmup.errors.values()),
         "warmup_error_examples": warmup.error_examples,
         "elapsed_s": elapsed,
+        "turns_by_user": turns,
     }
 
 

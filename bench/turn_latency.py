@@ -4,7 +4,10 @@ Starts the whole stack with scripts/serve.sh on free loopback ports (a throwaway
 the built-in horoscope writer, so no turn waits on a network upstream) unless --rasa-url and
 --qa-url point at one already running. For each number of concurrent users and each turn kind,
 bench/load_generator.py runs in its own process (.venv-rasa, which has aiohttp): a few untimed
-warm-up requests, then closed-loop users for --duration seconds or --max-requests in all.
+warm-up requests, then closed-loop users for --duration seconds or --max-requests in all. A cell
+is measured in --rounds rounds, the kinds taking turns round by round (each round starting with
+the next kind), so the machine's drift over a run falls on every kind alike and a ratio to the
+floor compares turns measured in the same minutes; a cell's figures pool its rounds.
 
 Turn kinds: bot ("are you a bot?": NLU, policies and a templated reply by a rule, no custom action)
 is Rasa's own floor, the baseline every row is compared with at the same number of users; greet
@@ -32,25 +35,33 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 import argparse  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
-import re  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import urllib.request  # noqa: E402
 import uuid  # noqa: E402
-from collections.abc import Iterator, Mapping, Sequence  # noqa: E402
+from collections.abc import Iterator, Sequence  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from typing import Any  # noqa: E402
 from urllib.parse import urlsplit  # noqa: E402
 
-import yaml  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from bench.common import RESULTS_DIR, latency_summary, squad_question_texts, write_report  # noqa: E402
-from bench.turn_report import BASELINE, add_ratios, check_targets, plot, print_table, print_targets  # noqa: E402
+from bench.common import RESULTS_DIR, squad_question_texts, write_report  # noqa: E402
+from bench.turn_replies import expected_replies  # noqa: E402
+from bench.turn_report import (  # noqa: E402
+    BASELINE,
+    add_ratios,
+    check_targets,
+    plot,
+    pooled_cell,
+    print_table,
+    print_targets,
+)
 from retrieval.index.encoder import QUERY_CACHE_SIZE  # noqa: E402
 from scripts.stack import REPO_ROOT, StackDidNotStart, running_stack  # noqa: E402
 
@@ -131,52 +142,12 @@ def _get(url: str) -> str:
         return response.read().decode("utf-8", errors="replace")
 
 
-def response_patterns(domain: Mapping[str, Any], response: str, values: Mapping[str, str]) -> list[str]:
-    """Regexes that fully match the texts of `response`'s variations with these slot `values` filled in.
-
-    Placeholders not in `values` match any text.
-    """
-    patterns = []
-    for variation in domain["responses"][response]:
-        pieces = re.split(r"\{(\w+)\}", variation["text"])  # odd pieces are placeholder names
-        patterns.append(
-            "".join(
-                re.escape(piece) if index % 2 == 0 else re.escape(values[piece]) if piece in values else ".+"
-                for index, piece in enumerate(pieces)
-            )
-        )
-    return patterns
-
-
 def qa_reply(endpoints: Endpoints, question: str) -> dict[str, Any]:
     """The QA service's own reply to the question, which the question turn must pass on."""
     found = _post_json(f"{endpoints.qa_url}/answer", {"question": question})
     if not isinstance(found.get("abstained"), bool) or not (found["abstained"] or found.get("answer")):
         raise ValueError(f"the QA service's reply to {question!r} is outside its contract: {found}")
     return found
-
-
-def expected_replies() -> dict[str, list[str]]:
-    """Per kind, the patterns one of its reply texts must match.
-
-    A question turn must pass on an answer from the QA service: an answer (sure or not) with its
-    source, or "I don't know" where the service abstains; never "the service is unavailable", a
-    fallback or another skill's reply. Which answer is the QA service's business, checked by the
-    sanity probe before the load starts; here the questions vary.
-    """
-    domain = yaml.safe_load((REPO_ROOT / "domain.yml").read_text(encoding="utf-8"))
-    return {
-        BASELINE: response_patterns(domain, "utter_iamabot", {}),
-        "greet": response_patterns(domain, "utter_greet", {}),
-        "horoscope": response_patterns(domain, "utter_horoscope", {"horoscope_sign": "Virgo"}),
-        "question": [
-            *response_patterns(domain, "utter_answer", {}),
-            *response_patterns(domain, "utter_answer_unsure", {}),
-            *response_patterns(domain, "utter_cannot_answer", {}),
-        ],
-        # The load generator reads an abstention as the empty answer.
-        "qa-service": [".*"],
-    }
 
 
 def stack_settings(endpoints: Endpoints, model: Path | None) -> dict[str, Any]:
@@ -202,7 +173,7 @@ def stack_settings(endpoints: Endpoints, model: Path | None) -> dict[str, Any]:
     return settings
 
 
-def run_cell(
+def run_round(
     python: Path,
     kind: TurnKind,
     url: str,
@@ -211,24 +182,28 @@ def run_cell(
     expected: list[str],
     messages: tuple[str, ...],
     first_message: int,
+    sender_prefix: str,
+    first_turns: list[int] | None,
 ) -> dict[str, Any]:
-    """One (kind, users) cell, measured by the load generator in its own process; its messages start
-    at `first_message`."""
+    """One round of a (kind, users) cell, measured by the load generator in its own process: its
+    messages start at `first_message`, its users' conversations go on from `first_turns`."""
+    duration_s = args.duration / args.rounds
     spec = {
         "target": kind.target,
         "url": url,
         "messages": list(messages),
         "first_message": first_message,
         "users": users,
-        "duration_s": args.duration,
-        "max_requests": args.max_requests,
+        "duration_s": duration_s,
+        "max_requests": math.ceil(args.max_requests / args.rounds),
         "timeout_s": args.timeout,
         "warmup": args.warmup,
         "turns_per_sender": args.turns_per_sender,
-        "sender_prefix": f"bench-{uuid.uuid4().hex[:8]}-{kind.name}-{users}",
+        "sender_prefix": sender_prefix,
         "expected": expected,
+        "first_turns": first_turns or [],
     }
-    bound_s = (args.warmup + 1) * args.timeout + args.duration + 30
+    bound_s = (args.warmup + 1) * args.timeout + duration_s + 30
     try:
         done = subprocess.run(
             [str(python), str(LOAD_GENERATOR)],
@@ -242,18 +217,13 @@ def run_cell(
         raise SystemExit(f"the load generator ran past {bound_s:.0f} s on {kind.name} x {users}") from None
     if done.returncode != 0:
         raise SystemExit(f"the load generator failed on {kind.name} x {users}:\n{done.stderr.strip()}")
-    result = json.loads(done.stdout)
-    latencies = result.pop("latencies_s")
-    return {
-        "kind": kind.name,
-        "users": users,
-        **result,
-        "ok": len(latencies),
-        "failed": sum(result["errors"].values()),
-        **(latency_summary(latencies) if latencies else {"p50_ms": None, "p95_ms": None, "p99_ms": None}),
-        "mean_ms": sum(latencies) / len(latencies) * 1000 if latencies else None,
-        "messages_per_s": len(latencies) / result["elapsed_s"],
-    }
+    return json.loads(done.stdout)
+
+
+def taking_turns(kinds: Sequence[TurnKind], round_number: int) -> list[TurnKind]:
+    """The kinds in the order of one round: each round starts one kind further on."""
+    start = round_number % len(kinds)
+    return [*kinds[start:], *kinds[:start]]
 
 
 @contextmanager
@@ -277,6 +247,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, nargs="+", default=[1, 4, 16], help="concurrent users per cell")
     parser.add_argument("--duration", type=float, default=15.0, help="seconds of load per cell")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per cell, the kinds taking turns")
     parser.add_argument("--max-requests", type=int, default=300, help="requests per cell, all users together")
     parser.add_argument("--warmup", type=int, default=3, help="untimed requests before each cell")
     parser.add_argument(
@@ -308,10 +279,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     if any(url and urlsplit(url).hostname not in LOOPBACK_HOSTS for url in (args.rasa_url, args.qa_url)):
         parser.error("--rasa-url and --qa-url must be on loopback (127.0.0.1, localhost or ::1)")
     if (
-        min(*args.users, args.max_requests, args.turns_per_sender) < 1
+        min(*args.users, args.rounds, args.max_requests, args.turns_per_sender) < 1
         or min(args.duration, args.timeout) <= 0
     ):
-        parser.error("--users, --duration, --max-requests, --timeout and --turns-per-sender must be positive")
+        parser.error(
+            "--users, --duration, --rounds, --max-requests, --timeout and --turns-per-sender must be positive"
+        )
     if not args.client_python.is_file():
         raise SystemExit(
             f"no Python at {args.client_python}; create .venv-rasa (see README) or pass --client-python"
@@ -331,12 +304,19 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"the stack does not answer as expected: {type(error).__name__}: {error}"
             ) from None
         urls = {"rasa": f"{endpoints.rasa_url}/webhooks/rest/webhook", "qa": f"{endpoints.qa_url}/answer"}
-        cells = []
-        questions_asked = 0  # every cell asking questions goes on where the one before stopped
-        plan = [(users, kind) for users in sorted(set(args.users)) for kind in kinds]
-        for users, kind in tqdm(plan, desc="cells", unit="cell"):
+        rounds: dict[tuple[int, str], list[dict[str, Any]]] = {}
+        run_id = uuid.uuid4().hex[:8]
+        questions_asked = 0  # every round asking questions goes on where the one before stopped
+        plan = [
+            (users, kind)
+            for users in sorted(set(args.users))
+            for round_number in range(args.rounds)
+            for kind in taking_turns(kinds, round_number)
+        ]
+        for users, kind in tqdm(plan, desc="rounds", unit="round"):
             asks_questions = kind.message is None
-            cell = run_cell(
+            before = rounds.setdefault((users, kind.name), [])
+            result = run_round(
                 args.client_python,
                 kind,
                 urls[kind.target],
@@ -345,10 +325,13 @@ def main(argv: Sequence[str] | None = None) -> None:
                 expected[kind.name],
                 kind.messages(questions),
                 questions_asked if asks_questions else 0,
+                f"bench-{run_id}-{kind.name}-{users}",
+                before[-1]["turns_by_user"] if before else None,
             )
             if asks_questions:
-                questions_asked += cell["messages_sent"]
-            cells.append(cell)
+                questions_asked += result["messages_sent"]
+            before.append(result)
+        cells = [pooled_cell(kind, users, results) for (users, kind), results in rounds.items()]
     wall_s = time.perf_counter() - started
 
     add_ratios(cells)
@@ -379,7 +362,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             "load_average_before": load_before[0],
             "settings": {
                 name: getattr(args, name)
-                for name in ("users", "duration", "max_requests", "warmup", "timeout", "turns_per_sender")
+                for name in (
+                    "users",
+                    "duration",
+                    "rounds",
+                    "max_requests",
+                    "warmup",
+                    "timeout",
+                    "turns_per_sender",
+                )
             },
             "stack": settings,
             "qa_probe": {

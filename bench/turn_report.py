@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import save_plot
+from bench.common import latency_summary, save_plot
 
 BASELINE = "bot"  # Rasa's floor: a rule reply, no custom action
 QA_ALONE = "qa-service"
@@ -104,6 +104,33 @@ TARGETS = (
         for kind, before in TURNS_PER_S_BEFORE.items()
     ),
 )
+
+
+def pooled_cell(kind: str, users: int, rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """A (kind, users) cell from the load generator's results of its rounds: latencies and failures
+    pooled, throughput as successes over the rounds' summed time."""
+    latencies = [latency for result in rounds for latency in result["latencies_s"]]
+    elapsed_s = sum(result["elapsed_s"] for result in rounds)
+    errors = {cause: sum(result["errors"][cause] for result in rounds) for cause in rounds[0]["errors"]}
+    return {
+        "kind": kind,
+        "users": users,
+        "rounds": len(rounds),
+        "requests": sum(result["requests"] for result in rounds),
+        "messages_sent": sum(result["messages_sent"] for result in rounds),
+        "errors": errors,
+        "error_examples": {k: v for result in reversed(rounds) for k, v in result["error_examples"].items()},
+        "warmup_errors": sum(result["warmup_errors"] for result in rounds),
+        "warmup_error_examples": {
+            k: v for result in reversed(rounds) for k, v in result["warmup_error_examples"].items()
+        },
+        "elapsed_s": elapsed_s,
+        "ok": len(latencies),
+        "failed": sum(errors.values()),
+        **(latency_summary(latencies) if latencies else {"p50_ms": None, "p95_ms": None, "p99_ms": None}),
+        "mean_ms": sum(latencies) / len(latencies) * 1000 if latencies else None,
+        "messages_per_s": len(latencies) / elapsed_s,
+    }
 
 
 def check_targets(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
