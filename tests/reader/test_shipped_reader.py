@@ -24,10 +24,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_READER = REPO_ROOT / "models" / "reader"
 KNOWLEDGE_QA = REPO_ROOT / "tests" / "data" / "knowledge_qa.json"
 
-# Measured on the 143 knowledge-base questions with models/reader as committed (stage 10, whose
-# training saw the fit half of them): exact 79.0, F1 87.6.
-EXACT_FLOOR = 74.0
-F1_FLOOR = 83.0
+# Measured on the 143 knowledge-base questions with models/reader as committed (stage 11, whose
+# training saw the fit half of them and other questions about the same passages): exact 82.5,
+# F1 88.0 (stage 10: 79.0, 87.6).
+EXACT_FLOOR = 78.0
+F1_FLOOR = 85.0
 
 
 @pytest.fixture(scope="module")
@@ -74,15 +75,24 @@ def test_shipped_reader_answers_knowledge_base_questions(shipped_reader: Reader,
     assert scores["f1"] >= F1_FLOOR
 
 
-def test_bf16_autocast_gives_the_fp32_answers(shipped_reader: Reader, knowledge_queries) -> None:
-    # The service's default on CPUs with native bf16 (retrieval/service/settings.py). Measured: the
-    # same best span for all 143 questions, reader confidence within 0.017 (0.05 through the
-    # service, k=3); on 1,000 SQuAD dev questions 99.4% the same, F1 80.81 against 80.85.
-    queries, _ = knowledge_queries
+def test_bf16_autocast_reads_as_well_as_fp32(shipped_reader: Reader, knowledge_queries) -> None:
+    # The service's default on CPUs with native bf16 (retrieval/service/settings.py). Measured on
+    # stage 11: the same best span for 139 of the 143 questions, the other four near-ties (the
+    # reader's confidence in the two spans within 0.01 of each other), F1 88.0 in fp32 and 88.1 in
+    # bf16 (stage 10: all 143 the same; on 1,000 SQuAD dev questions 99.4% the same, F1 80.81
+    # against 80.85).
+    queries, golds = knowledge_queries
     bf16_reader = Reader.load(SHIPPED_READER, backend="torch-bf16")
     assert bf16_reader.autocast_dtype == torch.bfloat16
 
     expected, answers = shipped_reader.answer_many(queries), bf16_reader.answer_many(queries)
     same = [a.text == e.text and a.passage == e.passage for a, e in zip(answers, expected, strict=True)]
-    assert sum(same) >= 0.98 * len(queries)
+    assert sum(same) >= 0.95 * len(queries)
     assert max(abs(a.confidence - e.confidence) for a, e in zip(answers, expected, strict=True)) < 0.1
+    f1 = {
+        name: squad_scores(
+            [ScoredQuestion(prediction=a.text, golds=gold) for a, gold in zip(read, golds, strict=True)]
+        )["f1"]
+        for name, read in (("fp32", expected), ("bf16", answers))
+    }
+    assert f1["bf16"] >= f1["fp32"] - 1.0
