@@ -23,7 +23,7 @@ RASA_MODEL := models/horoscope.tar.gz
 RASA_SOURCES := domain.yml config.yml $(shell find data -name '*.yml' -not -path 'data/knowledge/*' 2>/dev/null)
 
 .PHONY: help install run serve test lint validate test-actions test-retrieval test-e2e test-stories test-rasa-cli \
-	test-browser test-nlu test-routing \
+	test-browser test-nlu test-routing test-bench \
 	nlu-eval train train-reader train-reader-domain ship-reader average-reader calibrate-reader calibrate-confidence tune export-reader qa-serve test-service lock clean \
 	bench bench-retrieval bench-qa bench-reader bench-abstention bench-turns bench-train bench-scale
 
@@ -155,7 +155,7 @@ export-reader: $(QA_VENV)/.installed ## ONNX fp32/int8 + TorchScript export, par
 	$(QA_PY) -m retrieval.training.export --reader $(READER) --out $(READER)-export --check tests/data/knowledge_qa.json
 
 # --- tests -------------------------------------------------------------------------
-test: install lint validate test-actions test-retrieval test-service test-e2e test-cluster test-stories test-rasa-cli test-browser \
+test: install lint validate test-actions test-retrieval test-service test-bench test-e2e test-cluster test-stories test-rasa-cli test-browser \
 	test-nlu test-routing ## run every test
 	@echo "make test: all test suites passed"
 
@@ -174,6 +174,10 @@ test-retrieval: $(QA_VENV)/.installed ## retrieval and reader
 
 test-service: $(QA_VENV)/.installed ## the QA service over real HTTP
 	$(QA_PY) -m pytest tests/service
+
+test-bench: $(QA_VENV)/.installed $(RASA_VENV)/.installed ## the turn benchmark's rounds and load generator (no stack)
+	$(RASA_PY) -m pytest tests/bench/test_load_generator.py
+	$(QA_PY) -m pytest tests/bench/test_turn_rounds.py
 
 test-e2e: install $(RASA_MODEL) ## whole conversations over Rasa's REST channel, every service running
 	$(QA_PY) -m pytest tests/e2e

@@ -249,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=15.0, help="seconds of load per cell")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per cell, the kinds taking turns")
     parser.add_argument("--max-requests", type=int, default=300, help="requests per cell, all users together")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed requests before each cell")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed requests before each round")
     parser.add_argument(
         "--timeout", type=float, default=30.0, help="seconds before a request counts as timed out"
     )
