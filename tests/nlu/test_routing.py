@@ -11,14 +11,10 @@ myth examples in data/nlu/questions.yml the NLU-only models routed 133-134/143 a
 2026-12-03: 141/143, 22/24 and 19/19, after examples of a myth's parents and "when are Libras
 born?" were added because two knowledge-base questions ("Who was the father of the mortal twin
 Castor?", "When are Geminis born?") went to out_of_scope and bot_challenge: for those two forms
-the knowledge-base count is no longer held out. 2026-12-03 (later): four inform_sign examples of
-signs from other traditions typed as people type them ("im a dog", "my sign is rooster") made
-"What asterism do the main stars of Sagittarius make?" a get_horoscope (`make bench-turns` caught the
-horoscope it got; 140/143, 21/24); three ask_question examples of what a sign's stars look like
-("which asterism is part of Leo?") fixed it: 141/143, 23/24 and 21/22. Those examples are close to
-the held-out "What shape do the stars of Aquarius make?", which now passes, so read 23 as 22 held
-out. The three requests added with the sign examples ("im a dragon", "im a pig", "I'm a horse")
-were written apart from them; "I'm a horse" still reads as get_horoscope.
+the knowledge-base count is no longer held out. 2026-12-03 (later): 141/143, 21/24 and 21/22
+after four inform_sign examples of signs from other traditions typed as people type them ("im a
+dog", "my sign is rooster"); the three requests added with them ("im a dragon", "im a pig", "I'm a
+horse") were written apart from those examples, and "I'm a horse" still reads as get_horoscope.
 """
 
 from __future__ import annotations
