@@ -183,7 +183,7 @@ def run_round(
     messages: tuple[str, ...],
     first_message: int,
     sender_prefix: str,
-    first_turns: list[int] | None,
+    first_turns: list[int],
 ) -> dict[str, Any]:
     """One round of a (kind, users) cell, measured by the load generator in its own process: its
     messages start at `first_message`, its users' conversations go on from `first_turns`."""
@@ -201,7 +201,7 @@ def run_round(
         "turns_per_sender": args.turns_per_sender,
         "sender_prefix": sender_prefix,
         "expected": expected,
-        "first_turns": first_turns or [],
+        "first_turns": first_turns,
     }
     bound_s = (args.warmup + 1) * args.timeout + duration_s + 30
     try:
@@ -326,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 kind.messages(questions),
                 questions_asked if asks_questions else 0,
                 f"bench-{run_id}-{kind.name}-{users}",
-                before[-1]["turns_by_user"] if before else None,
+                before[-1]["turns_by_user"] if before else [],
             )
             if asks_questions:
                 questions_asked += result["messages_sent"]

@@ -2,6 +2,9 @@
 rounds carries each user's conversations on, and only the expected reply counts.
 
 Runs in .venv-rasa, the venv with aiohttp that bench/turn_latency.py starts the generator with.
+The server is a stand-in for Rasa's REST channel on purpose: what is checked is the generator's own
+bookkeeping (senders, counts), which a real Rasa would only make slow and nondeterministic; the
+benchmark itself, and tests/e2e, run the real stack.
 """
 
 from __future__ import annotations
