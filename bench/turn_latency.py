@@ -92,17 +92,10 @@ class TurnKind:
 
 
 KNOWLEDGE_QUESTIONS = REPO_ROOT / "tests" / "data" / "knowledge_qa.json"
-# Knowledge-base questions the NLU sends to another intent (help, out_of_scope, (un)subscribe;
-# tests/nlu/test_routing.py checks the routing):
-# the question turns ask the rest, so that every one of them goes to the QA service.
-NOT_ROUTED_TO_QA = frozenset(
-    {
-        "What can you do?",
-        "What do you need from me to find my sign?",
-        "How do I stop getting the daily horoscope?",
-        "Are your horoscopes meant to be taken seriously?",
-    }
-)
+# Knowledge-base questions a request intent may answer instead (help, unsubscribe, ...): the question
+# turns ask the rest, and tests/nlu/test_routing.py checks that every one of those reaches the QA service.
+ROUTING = REPO_ROOT / "tests" / "data" / "routing.json"
+NOT_ROUTED_TO_QA = frozenset(json.loads(ROUTING.read_text(encoding="utf-8"))["knowledge_base_elsewhere"])
 QUESTION_ORDER_SEED = 7
 
 
