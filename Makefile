@@ -120,6 +120,8 @@ average-reader: $(QA_VENV)/.installed ## average READER_RUN's last AVERAGE_LAST 
 # times each, beside DOMAIN_SQUAD SQuAD questions, read with negative passages and shared
 # normalisation from READER; its held-out half stays unseen for `make calibrate-confidence`.
 # Without jemalloc: see train-reader. Resumes DOMAIN_RUN; ship it with READER_RUN=$(DOMAIN_RUN).
+# DOMAIN_AUTHORED may list several files; stage 12 added tests/data/knowledge_authored_qa_2.json
+# (not shipped: models/reader/README.md).
 DOMAIN_RUN ?= var/reader-domain
 DOMAIN_SQUAD ?= 4000
 DOMAIN_REPEAT ?= 6

@@ -3,7 +3,7 @@ from its documents, mixed into a SQuAD sample.
 
     python -m retrieval.training.domain --squad ../shared/data/squad/train-v1.1.json.gz \
         --knowledge tests/data/knowledge_qa.json --authored tests/data/knowledge_authored_qa.json \
-        --out var/domain/train.json
+        [tests/data/knowledge_authored_qa_2.json] --out var/domain/train.json
 
 Trained on SQuAD alone, the reader misreads the knowledge base's short domain phrasings: asked
 "Which element does Aries belong to?" over "It is a fire sign", it answers "Sun". This writes a
@@ -99,7 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--squad", type=Path, required=True, help="SQuAD v1.1 training file")
     parser.add_argument("--knowledge", type=Path, required=True, help="the knowledge base's questions")
     parser.add_argument("--out", type=Path, required=True, help="the training file to write (.json)")
-    parser.add_argument("--authored", type=Path, help="questions written from the knowledge base's documents")
+    parser.add_argument(
+        "--authored", type=Path, nargs="*", default=[], help="files of questions written from the documents"
+    )
     parser.add_argument("--authored-repeat", type=int, default=2, help="copies of each authored question")
     parser.add_argument("--squad-questions", type=int, default=4000, help="SQuAD questions replayed")
     parser.add_argument("--repeat", type=int, default=6, help="copies of each fit-half question")
@@ -109,9 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--squad-questions must be 0 or more, --repeat and --authored-repeat at least 1")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     domain = knowledge_fit_half(read_squad(args.knowledge), args.repeat)
-    authored = []
-    if args.authored:
-        authored = repeated(read_squad(args.authored), args.authored_repeat, lambda q: True)
+    written = [paragraph for path in args.authored for paragraph in read_squad(path)]
+    authored = repeated(written, args.authored_repeat, lambda q: True)
     replay = squad_sample(read_squad(args.squad), args.squad_questions, args.seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     payload = as_squad_json(

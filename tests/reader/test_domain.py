@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from retrieval.index.ingest import load_passages
 from retrieval.reader.metrics import normalize_answer
 from retrieval.squad import read_squad, split_of
@@ -13,7 +15,8 @@ from retrieval.training.domain import main
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KNOWLEDGE = REPO_ROOT / "tests" / "data" / "knowledge_qa.json"
-AUTHORED = REPO_ROOT / "tests" / "data" / "knowledge_authored_qa.json"
+AUTHORED = REPO_ROOT / "tests" / "data" / "knowledge_authored_qa.json"  # stage 11's domain data
+AUTHORED_SECOND = REPO_ROOT / "tests" / "data" / "knowledge_authored_qa_2.json"  # tried in stage 12
 
 
 def write_domain_file(squad_file: Path, out: Path, *options: str) -> list[tuple]:
@@ -59,10 +62,14 @@ def test_authored_questions_are_written_each_repeated_beside_the_fit_half(tmp_pa
     written = write_domain_file(
         squad_file,
         tmp_path / "train.json",
-        *("--squad-questions", "2", "--repeat", "1", "--authored", str(AUTHORED), "--authored-repeat", "2"),
+        *("--squad-questions", "2", "--repeat", "1", "--authored-repeat", "2"),
+        *("--authored", str(AUTHORED), str(AUTHORED_SECOND)),
     )
 
-    authored = {q.question_id for p in read_squad(AUTHORED) for q in p.questions}
+    authored = [
+        q.question_id for path in (AUTHORED, AUTHORED_SECOND) for p in read_squad(path) for q in p.questions
+    ]
+    assert len(set(authored)) == len(authored)  # the two files' ids never collide
     copies = [q.question_id.rsplit("-r", 1)[0] for _, q in written if q.question_id.startswith("authored-")]
     assert sorted(set(copies)) == sorted(authored)
     assert all(copies.count(qid) == 2 for qid in authored)
@@ -71,12 +78,13 @@ def test_authored_questions_are_written_each_repeated_beside_the_fit_half(tmp_pa
     assert all(labelled_pair(Example(q, p)) is not None for p, q in written)
 
 
-def test_authored_questions_read_the_served_passages_and_repeat_no_test_question():
+@pytest.mark.parametrize("authored_file", [AUTHORED, AUTHORED_SECOND], ids=["first", "second"])
+def test_authored_questions_read_the_served_passages_and_repeat_no_test_question(authored_file):
     """Written from data/knowledge/'s passages as the service indexes them, and none word for word
     a question of knowledge_qa.json (whose held-out half measures the reader); edited documents
     make this fail until the authored questions are brought up to date."""
     passages = {(p.title.split(" - ")[0], p.text) for p in load_passages([REPO_ROOT / "data" / "knowledge"])}
-    authored = [(p, q) for p in read_squad(AUTHORED) for q in p.questions]
+    authored = [(p, q) for p in read_squad(authored_file) for q in p.questions]
     assert len(authored) > 300
     assert {(p.title, p.context) for p, _ in authored} <= passages
     assert all(p.context[a.start :].startswith(a.text) for p, q in authored for a in q.answers)
