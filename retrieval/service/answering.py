@@ -111,24 +111,25 @@ class QAService:
         log.info("%s loaded in %.1f s", name, time.perf_counter() - started)
 
     def _load_index(self) -> dict[str, Any]:
-        encoder = SentenceEncoder(threads=self.config.threads, query_backend=self.config.encoder_backend)
-        if self.config.docs:
-            build = build_index(self.config.docs, self.config.index_dir, encoder=encoder)
-            log.info("index %s: %s", self.config.index_dir, "built" if build.built else "up to date")
-        self.index = load_index(self.config.index_dir, warm=True, encoder=encoder)
+        config = self.config
+        encoder = SentenceEncoder(threads=config.served_threads, query_backend=config.encoder_backend)
+        if config.docs:
+            build = build_index(config.docs, config.index_dir, encoder=encoder)
+            log.info("index %s: %s", config.index_dir, "built" if build.built else "up to date")
+        self.index = load_index(config.index_dir, warm=True, encoder=encoder)
         return {
-            "directory": str(self.config.index_dir),
+            "directory": str(config.index_dir),
             "passages": len(self.index.passages),
-            "encoder_backend": self.config.encoder_backend,
+            "encoder_backend": config.encoder_backend,
         }
 
     def _load_reader(self) -> dict[str, Any]:
         source, backend = self.config.reader_dir, self.config.served_reader_backend
         if backend in EXPORTED_FILES:
-            exported = ensure_export(source, self.config.export_dir, self.config.threads)
+            exported = ensure_export(source, self.config.export_dir, self.config.served_threads)
             log.info("reader export %s: %s", self.config.export_dir, "written" if exported else "up to date")
             source = self.config.export_dir
-        reader = Reader.load(source, threads=self.config.threads, backend=backend)
+        reader = Reader.load(source, threads=self.config.served_threads, backend=backend)
         if self.config.abstain_threshold is not None:
             reader = reader.with_config(
                 dataclasses.replace(reader.config, abstain_threshold=self.config.abstain_threshold)
@@ -141,6 +142,7 @@ class QAService:
             "directory": str(self.config.reader_dir),
             "backend": backend,
             "read_workers": workers,
+            "threads": self.config.served_threads,
             "abstain_threshold": reader.config.abstain_threshold,
             "confidence_calibrated": self.calibration is not None,
         }

@@ -37,11 +37,15 @@ DEFAULT_MIN_RELEVANCE = 0.30
 AUTO_READER_BACKEND = "auto"
 READER_BACKENDS = (AUTO_READER_BACKEND, *BACKENDS)
 
-# Questions read at once when read_workers is unset. With 16 clients on 2 cores, two workers (each
-# with every core's threads) answer 1.3x the questions per second of one: one question's
-# single-threaded steps (tokenising, picking spans) run while the other's matrix products use the
-# cores. A question alone still gets both cores (with one thread it would take 1.5x as long).
+# Questions read at once when read_workers is unset. With 16 clients on 2 cores, two workers answer
+# 1.3x the questions per second of one: one question's single-threaded steps (tokenising, picking
+# spans) run while the other's matrix products use the cores.
 DEFAULT_READ_WORKERS = 2
+# When threads is unset the cores are shared out among the read workers (one thread each here).
+# A question alone then takes longer (QA service p50 84-105 ms against 62-68 ms with every core's
+# threads), but beside Rasa under 16 users question turns ran at 0.65-0.67x the floor's throughput
+# against 0.51-0.60x: with two workers of two threads each, four busy threads share two cores
+# with Rasa and the action server (make bench-turns, session 16, bench/README.md).
 
 # environment variable -> ServiceConfig field
 ENV_VARIABLES = {
@@ -73,7 +77,8 @@ class ServiceConfig:
     1.3x its speed on an idle 2-core CPU and more under load (bench/reader_speed.py); "onnx-int8"
     is 2.2x, for about half an F1 point. `encoder_backend` "onnx" (the default) embeds questions
     through ONNX Runtime: the same vectors, about 3x faster than "torch" (bench/retrieval.py).
-    `read_workers` None reads DEFAULT_READ_WORKERS questions at once (no more than the cores).
+    `read_workers` None reads DEFAULT_READ_WORKERS questions at once (no more than the cores);
+    `threads` None shares the cores out among them (`served_threads`).
     """
 
     index_dir: Path = REPO_ROOT / "var" / "index"
@@ -95,6 +100,11 @@ class ServiceConfig:
         if self.reader_backend != AUTO_READER_BACKEND:
             return self.reader_backend
         return "torch-bf16" if native_cpu_bf16() else "onnx"
+
+    @property
+    def served_threads(self) -> int:
+        """CPU threads per model: `threads`, else the cores shared out among the read workers."""
+        return self.threads or max(1, (os.cpu_count() or 1) // self.served_read_workers)
 
     @property
     def served_read_workers(self) -> int:

@@ -76,6 +76,7 @@ def test_the_default_backend_is_bf16_where_the_cpu_computes_it(knowledge_service
     assert reader["state"] == "loaded"
     assert reader["backend"] == ("torch-bf16" if native_cpu_bf16() else "onnx")
     assert reader["read_workers"] == min(DEFAULT_READ_WORKERS, os.cpu_count() or 1)
+    assert reader["threads"] == 1  # as the fixture's --threads 1 asks
 
 
 def test_reader_is_served_from_its_onnx_export_made_at_start(
@@ -405,6 +406,10 @@ def test_config_reads_the_environment_and_options_override_it(tmp_path: Path) ->
     }
     config = ServiceConfig.from_env(environ).with_overrides(port=9002, host=None)
     assert config.served_read_workers == 3 and ServiceConfig(read_workers=1).served_read_workers == 1
+    # Unset, the threads are the cores shared out among the read workers; set, they are as given.
+    cores = os.cpu_count() or 1
+    assert ServiceConfig(read_workers=1).served_threads == cores and config.served_threads == 2
+    assert ServiceConfig(read_workers=cores + 1).served_threads == 1
 
     assert config.index_dir == tmp_path / "index" and config.reader_dir == tmp_path / "reader"
     assert config.docs == () and config.threads == 2 and config.abstain_threshold == 0.3
