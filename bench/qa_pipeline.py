@@ -43,6 +43,7 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
@@ -137,14 +138,16 @@ def build_retrievers(
     return baseline, hybrid, dense
 
 
-def encode_band(reader: Reader, question: str, passages: Sequence[Passage], first_index: int) -> list[Window]:
-    """Windows of `passages`, numbered as pairs first_index, first_index + 1, ... of the whole ranking."""
+def encode_band(
+    reader: Reader, question: str, ranked: Sequence[Passage], indices: Sequence[int]
+) -> list[Window]:
+    """Windows of the passages ranked[i] for i in `indices`, numbered as pairs of the whole ranking."""
     windows = encode_pairs(
         reader.tokenizer,
-        [QAPair(question=question, context=p.text) for p in passages],
+        [QAPair(question=question, context=ranked[i].text) for i in indices],
         reader.config.features,
     )
-    return [dataclasses.replace(w, pair_index=w.pair_index + first_index) for w in windows]
+    return [dataclasses.replace(w, pair_index=indices[w.pair_index]) for w in windows]
 
 
 def read_at_depths(
@@ -156,21 +159,23 @@ def read_at_depths(
     sweep: Sequence[float] = (),
 ) -> Reading:
     """The reader's best span (never abstaining) in the first k passages of `ranked`, for each k in depths
-    (and for each relevance weight in `sweep`)."""
-    windows: list[Window] = []
-    logits = []
+    (and for each relevance weight in `sweep`). Of the first k it reads those the service would
+    (Reader.passages_to_read), each passage read once however many depths include it."""
     contexts = [passage.text for passage in ranked]
     # One prior per passage, relative to the best of all `ranked`: a constant shift per question,
     # so the best span among the first k is the one the service picks reading only those k.
     priors = reader.passage_priors(len(ranked), relevances)
+    read: dict[int, list[tuple[Window, tuple[np.ndarray, np.ndarray]]]] = {}  # passage -> windows, logits
     scoring_seconds = 0.0
     predictions, seconds, swept = {}, {}, {}
-    previous = 0
     for depth in depths:
         started = time.perf_counter()
-        band = encode_band(reader, question, ranked[previous:depth], previous)
-        windows.extend(band)
-        logits.extend(reader.window_logits(band))
+        kept = reader.passages_to_read(depth, None if relevances is None else relevances[:depth])
+        band = encode_band(reader, question, ranked, [i for i in kept if i not in read])
+        for window, logit in zip(band, reader.window_logits(band) if band else [], strict=True):
+            read.setdefault(window.pair_index, []).append((window, logit))
+        windows = [window for i in kept for window, _ in read.get(i, [])]
+        logits = [logit for i in kept for _, logit in read.get(i, [])]
         ranking_started = time.perf_counter()
         scoring_seconds += ranking_started - started
         prediction = reader.rank(windows, logits, contexts, priors, top_n=1)
@@ -182,7 +187,6 @@ def read_at_depths(
                 windows, logits, contexts, reader.passage_priors(len(ranked), relevances, weight), 1
             )
             swept[depth, weight] = other.candidates[0].text if other.candidates else ""
-        previous = depth
     return Reading(predictions, seconds, swept)
 
 

@@ -44,6 +44,11 @@ class ReaderConfig:
     # Logits added to the spans of each passage per unit of its relevance (question-passage cosine)
     # below the most relevant passage's, when the caller gives relevances (see retrieval.reader.postprocess).
     relevance_weight: float = 30.0
+    # Passages whose relevance is more than this below the most relevant passage's are not read
+    # (None reads them all): at the shipped weight their prior is 9 logits or more against them. Of
+    # 500 SQuAD dev questions (calibration's fit half, served top 3) 11% of passages are skipped
+    # and 1 answer (right) came from one; of the knowledge base's 143, 15% and none.
+    max_relevance_gap: float | None = 0.2
 
     def save(self, model_dir: str | Path) -> None:
         (Path(model_dir) / CONFIG_FILE).write_text(
@@ -221,7 +226,12 @@ class Reader:
         for query_index, (question, passages) in enumerate(queries):
             if not question or not question.strip():
                 raise ValueError("the question is empty")
-            priors.extend(self.passage_priors(len(passages), relevances[query_index] if relevances else None))
+            query_relevances = relevances[query_index] if relevances else None
+            kept = self.passages_to_read(len(passages), query_relevances)
+            passages = [passages[i] for i in kept]
+            if query_relevances is not None:
+                query_relevances = [query_relevances[i] for i in kept]
+            priors.extend(self.passage_priors(len(passages), query_relevances))
             for passage in passages:
                 pairs.append(QAPair(question=question, context=passage.text))
                 owners.append((query_index, passage))
@@ -237,6 +247,16 @@ class Reader:
             )
             for indices in by_query
         ]
+
+    def passages_to_read(self, passage_count: int, relevances: Sequence[float] | None) -> list[int]:
+        """Indices of the passages worth reading: every one without relevances, else those within
+        the config's max_relevance_gap of the most relevant (whose spans their prior does not rule out)."""
+        if relevances is None or self.config.max_relevance_gap is None:
+            return list(range(passage_count))
+        if len(relevances) != passage_count:
+            raise ValueError(f"{len(relevances)} relevances for {passage_count} passages")
+        best, gap = max(relevances, default=0.0), self.config.max_relevance_gap
+        return [i for i, relevance in enumerate(relevances) if best - relevance <= gap]
 
     def passage_priors(
         self, passage_count: int, relevances: Sequence[float] | None, weight: float | None = None

@@ -46,7 +46,7 @@ MODEL_FILES = (
 STALE_WITH_NEW_WEIGHTS = ("calibration.json", "confidence_calibration.json")
 # reader_config.json settings chosen for the QA service on the shipped reader, not by training
 # (the relevance weight: bench/qa_pipeline.py --sweep-relevance-weights); they stay as they were.
-SERVING_SETTINGS = ("relevance_weight",)
+SERVING_SETTINGS = ("relevance_weight", "max_relevance_gap")
 REPORT_FILE = "dev_eval.json"
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from transformers import BertForQuestionAnswering
@@ -90,6 +92,24 @@ def test_relevances_lean_the_answer_towards_the_most_relevant_passage(tiny_reade
     assert reader.passage_priors(2, None) == [0.0, 0.0]
     with pytest.raises(ValueError, match="1 relevances for 2 passages"):
         reader.answer(question, PASSAGES, relevances=[0.5])
+
+
+def test_passages_far_below_the_most_relevant_are_not_read(tiny_reader):
+    question = "Who built the lighthouse?"
+    as_equals = ReaderConfig(relevance_weight=0.0)  # no prior: only skipping can keep a passage out
+    reader = Reader(tiny_reader.model, tiny_reader.tokenizer, as_equals)
+    reads_all = Reader(tiny_reader.model, tiny_reader.tokenizer, replace(as_equals, max_relevance_gap=None))
+
+    far = reader.answer(question, PASSAGES, relevances=[0.5, 0.9])  # p1 0.4 below the best: unread
+    near = reader.answer(question, PASSAGES, relevances=[0.8, 0.9])  # within the 0.2 gap: read
+
+    assert {c.passage.passage_id for c in far.candidates} == {"p2"}
+    assert "p1" in {
+        c.passage.passage_id for c in reads_all.answer(question, PASSAGES, relevances=[0.5, 0.9]).candidates
+    }
+    assert near == reads_all.answer(question, PASSAGES, relevances=[0.8, 0.9])
+    assert reader.passages_to_read(3, [0.5, 0.9, 0.75]) == [1, 2]
+    assert reader.passages_to_read(2, None) == [0, 1]  # without relevances every passage is read
 
 
 def test_no_passages_gives_an_abstention_and_bad_input_a_clear_error(tiny_reader, tmp_path):
