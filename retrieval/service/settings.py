@@ -44,8 +44,9 @@ DEFAULT_READ_WORKERS = 2
 # When threads is unset the cores are shared out among the read workers (one thread each here).
 # A question alone then takes longer (QA service p50 84-105 ms against 62-68 ms with every core's
 # threads), but beside Rasa under 16 users question turns ran at 0.65-0.67x the floor's throughput
-# against 0.51-0.60x: with two workers of two threads each, four busy threads share two cores
-# with Rasa and the action server (make bench-turns, session 16, bench/README.md).
+# against 0.50-0.60x in six alternating runs (0.60x in the full run after): with two workers of
+# two threads each, four busy threads share two cores with Rasa and the action server
+# (make bench-turns, session 16, bench/README.md).
 
 # environment variable -> ServiceConfig field
 ENV_VARIABLES = {
