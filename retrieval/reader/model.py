@@ -227,14 +227,11 @@ class Reader:
             if not question or not question.strip():
                 raise ValueError("the question is empty")
             query_relevances = relevances[query_index] if relevances else None
-            kept = self.passages_to_read(len(passages), query_relevances)
-            passages = [passages[i] for i in kept]
-            if query_relevances is not None:
-                query_relevances = [query_relevances[i] for i in kept]
-            priors.extend(self.passage_priors(len(passages), query_relevances))
-            for passage in passages:
-                pairs.append(QAPair(question=question, context=passage.text))
-                owners.append((query_index, passage))
+            query_priors = self.passage_priors(len(passages), query_relevances)  # checks the lengths
+            for i in self.passages_to_read(len(passages), query_relevances):
+                pairs.append(QAPair(question=question, context=passages[i].text))
+                owners.append((query_index, passages[i]))
+                priors.append(query_priors[i])
         windows = encode_pairs(self.tokenizer, pairs, self.config.features)
         logits = self.window_logits(windows)
         by_query: list[list[int]] = [[] for _ in queries]
@@ -251,12 +248,9 @@ class Reader:
     def passages_to_read(self, passage_count: int, relevances: Sequence[float] | None) -> list[int]:
         """Indices of the passages worth reading: every one without relevances, else those within
         the config's max_relevance_gap of the most relevant (whose spans their prior does not rule out)."""
-        if relevances is None or self.config.max_relevance_gap is None:
-            return list(range(passage_count))
-        if len(relevances) != passage_count:
-            raise ValueError(f"{len(relevances)} relevances for {passage_count} passages")
-        best, gap = max(relevances, default=0.0), self.config.max_relevance_gap
-        return [i for i, relevance in enumerate(relevances) if best - relevance <= gap]
+        priors = self.passage_priors(passage_count, relevances, weight=1.0)  # relevance minus the best's
+        gap = self.config.max_relevance_gap
+        return [i for i, prior in enumerate(priors) if gap is None or -prior <= gap]
 
     def passage_priors(
         self, passage_count: int, relevances: Sequence[float] | None, weight: float | None = None

@@ -37,7 +37,7 @@ def untrained_reader(tmp_path, tiny_model_dir) -> Path:
 
 def test_a_better_reader_replaces_the_shipped_one(trained_run, untrained_reader, squad_file):
     shipped = untrained_reader
-    ReaderConfig(relevance_weight=60.0).save(shipped)  # tuned for the service on the shipped reader
+    ReaderConfig(relevance_weight=60.0, max_relevance_gap=0.3).save(shipped)  # tuned for the service
     (shipped / "README.md").write_text("model card\n")
     (shipped / "calibration.json").write_text("{}\n")
     (shipped / "confidence_calibration.json").write_text("{}\n")
@@ -47,7 +47,11 @@ def test_a_better_reader_replaces_the_shipped_one(trained_run, untrained_reader,
     assert report["replaced"] and report["candidate"]["f1"] > report["shipped"]["f1"]
     assert (shipped / "model.safetensors").read_bytes() == (trained_run / "model.safetensors").read_bytes()
     assert (shipped / "README.md").read_text() == "model card\n"  # the card is the shipped one's
-    assert ReaderConfig.load(shipped).relevance_weight == 60.0  # a serving setting, not the run's
+    served = ReaderConfig.load(shipped)
+    assert (served.relevance_weight, served.max_relevance_gap) == (
+        60.0,
+        0.3,
+    )  # serving settings, not the run's
     assert not (shipped / "calibration.json").exists()  # it described the old weights
     assert not (shipped / "confidence_calibration.json").exists()
     assert json.loads((shipped / REPORT_FILE).read_text())["candidate"] == report["candidate"]
