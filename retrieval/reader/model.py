@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -88,6 +88,7 @@ class Answer:
     start: int | None
     end: int | None
     candidates: tuple[Candidate, ...]
+    passages_read: int  # how many of the passages it was given were read
 
 
 class OnnxSpanModel:
@@ -224,8 +225,7 @@ class Reader:
         owners: list[tuple[int, Passage]] = []  # pair index -> (query index, passage)
         priors: list[float] = []  # pair index -> score prior from the passage's relevance
         for query_index, (question, passages) in enumerate(queries):
-            if not question or not question.strip():
-                raise ValueError("the question is empty")
+            _check_question(question)
             query_relevances = relevances[query_index] if relevances else None
             query_priors = self.passage_priors(len(passages), query_relevances)  # checks the lengths
             for i in self.passages_to_read(len(passages), query_relevances):
@@ -240,9 +240,15 @@ class Reader:
         contexts = [pair.context for pair in pairs]
         return [
             self._decide(
-                [windows[i] for i in indices], [logits[i] for i in indices], contexts, owners, priors, top_n
+                [windows[i] for i in indices],
+                [logits[i] for i in indices],
+                contexts,
+                owners,
+                priors,
+                top_n,
+                passages_read=sum(owner == query_index for owner, _ in owners),
             )
-            for indices in by_query
+            for query_index, indices in enumerate(by_query)
         ]
 
     def passages_to_read(self, passage_count: int, relevances: Sequence[float] | None) -> list[int]:
@@ -271,9 +277,32 @@ class Reader:
         passages: Sequence[Passage],
         top_n: int = 5,
         relevances: Sequence[float] | None = None,
+        enough: Callable[[Answer], bool] | None = None,
     ) -> Answer:
-        """The best answer span in `passages` (with up to `top_n` candidates), or an abstention."""
-        return self.answer_many([(question, passages)], top_n=top_n, relevances=[relevances])[0]
+        """The best answer span in `passages` (with up to `top_n` candidates), or an abstention.
+
+        With `enough` and relevances, the most relevant passage is read first, and the others only
+        when `enough` rejects the answer it gives alone. They are then ranked together with the first
+        passage's spans (its logits are kept), as reading them all at once would rank them.
+        """
+        if enough is None or relevances is None:
+            return self.answer_many([(question, passages)], top_n=top_n, relevances=[relevances])[0]
+        _check_question(question)
+        priors = self.passage_priors(len(passages), relevances)
+        to_read = sorted(self.passages_to_read(len(passages), relevances), key=lambda i: -relevances[i])
+        pairs = [QAPair(question=question, context=passages[i].text) for i in to_read]
+        owners = [(0, passages[i]) for i in to_read]
+        pair_priors = [priors[i] for i in to_read]
+        contexts = [pair.context for pair in pairs]
+        windows = encode_pairs(self.tokenizer, pairs, self.config.features)
+        first = [window for window in windows if window.pair_index == 0]
+        first_logits = self.window_logits(first)
+        answer = self._decide(first, first_logits, contexts, owners, pair_priors, top_n, min(1, len(pairs)))
+        if len(to_read) <= 1 or enough(answer):
+            return answer
+        rest = [window for window in windows if window.pair_index != 0]
+        logits = first_logits + self.window_logits(rest)
+        return self._decide(first + rest, logits, contexts, owners, pair_priors, top_n, len(to_read))
 
     def rank(
         self,
@@ -303,6 +332,7 @@ class Reader:
         owners: list[tuple[int, Passage]],
         priors: list[float],
         top_n: int,
+        passages_read: int,
     ) -> Answer:
         prediction = self.rank(windows, logits, contexts, priors, top_n)
         candidates = tuple(
@@ -326,6 +356,7 @@ class Reader:
                 start=None,
                 end=None,
                 candidates=candidates,
+                passages_read=passages_read,
             )
         top = candidates[0]
         return Answer(
@@ -336,4 +367,10 @@ class Reader:
             start=top.start,
             end=top.end,
             candidates=candidates,
+            passages_read=passages_read,
         )
+
+
+def _check_question(question: str) -> None:
+    if not question or not question.strip():
+        raise ValueError("the question is empty")

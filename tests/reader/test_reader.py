@@ -115,9 +115,39 @@ def test_passages_far_below_the_most_relevant_are_not_read(tiny_reader):
     assert reader.passages_to_read(2, None) == [0, 1]  # without relevances every passage is read
 
 
+def test_the_most_relevant_passage_alone_answers_when_its_answer_is_enough(tiny_reader):
+    question = "Who built the lighthouse?"
+    reader = Reader(tiny_reader.model, tiny_reader.tokenizer, ReaderConfig(relevance_weight=1.0))
+    relevances = [0.8, 0.9]  # p2 first; p1 within the gap, so reading everything reads both
+    every_span = 1000
+    seen: list[str] = []
+
+    def enough_when(verdict: bool):
+        def enough(answer):
+            seen.append(answer.passage.passage_id)
+            return verdict
+
+        return enough
+
+    alone = reader.answer(question, PASSAGES, every_span, relevances, enough=enough_when(True))
+    assert seen == ["p2"] and {c.passage.passage_id for c in alone.candidates} == {"p2"}
+    assert alone.passages_read == 1
+    read_on = reader.answer(question, PASSAGES, every_span, relevances, enough=enough_when(False))
+    assert seen == ["p2", "p2"]  # asked once, about the first passage's answer
+    assert {c.passage.passage_id for c in read_on.candidates} == {"p1", "p2"} and read_on.passages_read == 2
+    assert read_on == reader.answer(question, PASSAGES, every_span, relevances)  # as if read at once
+    # a lone passage worth reading is not asked about; without relevances there is no first passage
+    reader.answer(question, PASSAGES, every_span, [0.5, 0.9], enough=enough_when(False))
+    reader.answer(question, PASSAGES, every_span, None, enough=enough_when(False))
+    assert seen == ["p2", "p2"]
+    assert reader.answer(question, [], relevances=[], enough=enough_when(True)).passages_read == 0
+    with pytest.raises(ValueError, match="empty"):
+        reader.answer(" ", PASSAGES, relevances=relevances, enough=enough_when(True))
+
+
 def test_no_passages_gives_an_abstention_and_bad_input_a_clear_error(tiny_reader, tmp_path):
     empty = tiny_reader.answer("Who built it?", [])
-    assert empty.abstained and empty.candidates == () and empty.confidence == 0.0
+    assert empty.abstained and empty.candidates == () and empty.confidence == 0.0 and empty.passages_read == 0
     with pytest.raises(ValueError, match="empty"):
         tiny_reader.answer("   ", PASSAGES)
     with pytest.raises(FileNotFoundError, match="not a reader model directory"):
