@@ -11,7 +11,9 @@ The hit rate (gold paragraph among the first k) separates retrieval losses from 
 The reader never abstains here: SQuAD v1.1 questions all have answers, so the best span is taken
 even below the reader's calibrated abstention threshold. Its decision is otherwise the Reader's
 (Reader.rank over the windows of all k passages, with its relevance priors from the dense
-similarities, as in the QA service).
+similarities, as in the QA service). The service's first read (a leading passage read alone when
+its answer is confident; QA service settings, FIRST_READ_LEAD) is not applied here: it changed
+no answer of 1,188 SQuAD dev questions (bench/README.md, "Confidence calibration").
 Each window's logits are computed once: the passages ranked (previous k, k] are tokenised and
 scored in their own call, so the seconds for k (retrieval + reading the first k passages) are
 measured, not estimated; serving reads its k passages in one call, batched a little differently.

@@ -79,6 +79,7 @@ def _serve(args: argparse.Namespace) -> int:
         reader_backend=args.reader_backend,
         export_dir=args.export_dir,
         encoder_backend=args.encoder_backend,
+        first_read_confidence=args.first_read_confidence,
     )
     serve(config)
     return 0
@@ -148,6 +149,12 @@ def _parser() -> argparse.ArgumentParser:
         "--min-relevance",
         type=float,
         help="off-topic cut: best-passage cosine similarity below which the reader is not asked (0.30)",
+    )
+    serve.add_argument(
+        "--first-read-confidence",
+        type=float,
+        help="confidence at which the most relevant passage's answer is given without reading the "
+        "others, when that passage leads them (0.8; above 1: read every passage)",
     )
     serve.set_defaults(run=_serve)
 

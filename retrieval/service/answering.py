@@ -25,7 +25,7 @@ from retrieval.index.store import RetrievalIndex, build_index, load_index
 from retrieval.reader.model import EXPORTED_FILES, Answer, Reader
 from retrieval.service.calibration import AnswerSignals, ConfidenceCalibration
 from retrieval.service.schemas import AnswerResponse, CandidateOut, Source, SourceRef, Timings
-from retrieval.service.settings import CANDIDATES, ServiceConfig
+from retrieval.service.settings import CANDIDATES, FIRST_READ_LEAD, ServiceConfig
 from retrieval.training.export import ensure_export
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,11 @@ class Metrics:
         )
         self.latency = Histogram(
             "qa_latency_seconds", "Answer latency by stage", ["stage"], registry=self.registry
+        )
+        self.passages_read = Counter(
+            "qa_passages_read",
+            "Passages the reader read (see ServiceConfig.first_read_confidence)",
+            registry=self.registry,
         )
         self.abstentions = Counter(
             "qa_abstentions", "Questions not answered, by reason", ["reason"], registry=self.registry
@@ -144,6 +149,7 @@ class QAService:
             "read_workers": workers,
             "threads": self.config.served_threads,
             "abstain_threshold": reader.config.abstain_threshold,
+            "first_read_confidence": self.config.first_read_confidence,
             "confidence_calibrated": self.calibration is not None,
         }
 
@@ -176,8 +182,15 @@ class QAService:
             reader = self._idle_readers.get()  # waits while every read worker is busy
             try:
                 read_started = time.perf_counter()
-                answer = reader.answer(question, passages, top_n=CANDIDATES, relevances=similarities)
+                answer = reader.answer(
+                    question,
+                    passages,
+                    top_n=CANDIDATES,
+                    relevances=similarities,
+                    enough=self._first_read_enough(similarities, relevance),
+                )
                 read = time.perf_counter() - read_started
+                self.metrics.passages_read.inc(answer.passages_read)
             finally:
                 self._idle_readers.put(reader)
         total = time.perf_counter() - started
@@ -193,6 +206,17 @@ class QAService:
         if response.abstain_reason is not None:
             self.metrics.abstentions.labels(response.abstain_reason).inc()
         return response
+
+    def _first_read_enough(
+        self, similarities: list[float], relevance: float
+    ) -> Callable[[Answer], bool] | None:
+        """When the most relevant passage leads the next by FIRST_READ_LEAD, what makes its answer
+        alone enough: a confidence of first_read_confidence (None: read them all at once)."""
+        best, runner_up = [*sorted(similarities, reverse=True), -1.0, -1.0][:2]
+        if best - runner_up < FIRST_READ_LEAD:
+            return None
+        threshold = self.config.first_read_confidence
+        return lambda answer: _confidence(answer, relevance, self.calibration) >= threshold
 
 
 def _response(
@@ -217,7 +241,6 @@ def _response(
             candidates=[],
             timings_ms=timings,
         )
-    shares = [(c.text, c.confidence) for c in answer.candidates]
     passage = answer.passage
     source = None
     if passage is not None:
@@ -225,9 +248,7 @@ def _response(
     return AnswerResponse(
         question=question,
         answer=None if answer.abstained else answer.text,
-        confidence=calibration.probability(AnswerSignals.of(shares, relevance))
-        if calibration
-        else answer.confidence,
+        confidence=_confidence(answer, relevance, calibration),
         reader_confidence=answer.confidence,
         relevance=relevance,
         abstained=answer.abstained,
@@ -243,3 +264,11 @@ def _response(
         ],
         timings_ms=timings,
     )
+
+
+def _confidence(answer: Answer, relevance: float, calibration: ConfidenceCalibration | None) -> float:
+    """The answer's calibrated confidence, or the reader's share when the reader has no calibration."""
+    if calibration is None:
+        return answer.confidence
+    shares = [(c.text, c.confidence) for c in answer.candidates]
+    return calibration.probability(AnswerSignals.of(shares, relevance))

@@ -44,6 +44,7 @@ from retrieval.service.calibration import (
 )
 from retrieval.service.settings import (
     AUTO_READER_BACKEND,
+    DEFAULT_FIRST_READ_CONFIDENCE,
     DEFAULT_TOP_K,
     READER_BACKENDS,
     REPO_ROOT,
@@ -149,7 +150,12 @@ def answer_all(service: QAService, questions: Sequence[Question], top_k: int) ->
 
 
 def loaded_service(
-    index_dir: Path, docs: Sequence[Path], reader: Path, threads: int, reader_backend: str = "torch"
+    index_dir: Path,
+    docs: Sequence[Path],
+    reader: Path,
+    threads: int,
+    reader_backend: str = "torch",
+    first_read_confidence: float = DEFAULT_FIRST_READ_CONFIDENCE,
 ) -> QAService:
     config = ServiceConfig(
         index_dir=index_dir,
@@ -158,6 +164,7 @@ def loaded_service(
         reader_backend=reader_backend,
         encoder_backend="torch",
         threads=threads,
+        first_read_confidence=first_read_confidence,
     )
     service = QAService(config)
     service.load()
@@ -241,6 +248,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=AUTO_READER_BACKEND,
         help="as the service's (default auto: what the service serves on this CPU)",
     )
+    parser.add_argument(
+        "--first-read-confidence",
+        type=float,
+        default=DEFAULT_FIRST_READ_CONFIDENCE,
+        help="as the service's (above 1: read every passage at once)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write", action="store_true", help="save the calibration into --reader")
@@ -266,6 +279,7 @@ def collect(args: argparse.Namespace) -> list[Record]:
                 args.unanswerable_questions,
                 args.top_k,
                 args.seed,
+                args.first_read_confidence,
             ]
         ).encode()
     ).hexdigest()[:16]
@@ -273,9 +287,8 @@ def collect(args: argparse.Namespace) -> list[Record]:
     if cached.exists():
         rows = [json.loads(line) for line in cached.read_text(encoding="utf-8").splitlines()]
         return [Record(**{**row, "candidates": tuple(map(tuple, row["candidates"]))}) for row in rows]
-    squad = loaded_service(
-        args.work / "squad-index", [args.squad], args.reader, args.threads, args.reader_backend
-    )
+    served = (args.reader, args.threads, args.reader_backend, args.first_read_confidence)
+    squad = loaded_service(args.work / "squad-index", [args.squad], *served)
     records = answer_all(
         squad, squad_questions(args.squad, "squad", args.squad_questions, args.seed, False), args.top_k
     )
@@ -286,9 +299,7 @@ def collect(args: argparse.Namespace) -> list[Record]:
         records += answer_all(
             squad, [dataclasses.replace(q, split="held_out") for q in unanswerable], args.top_k
         )
-    knowledge = loaded_service(
-        args.work / "kb-index", [args.docs], args.reader, args.threads, args.reader_backend
-    )
+    knowledge = loaded_service(args.work / "kb-index", [args.docs], *served)
     records += answer_all(knowledge, knowledge_questions(args.kb_questions), args.top_k)
     args.work.mkdir(parents=True, exist_ok=True)
     cached.write_text("".join(json.dumps(asdict(r)) + "\n" for r in records), encoding="utf-8")
@@ -307,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "right_f1": RIGHT_F1,
             "top_k": args.top_k,
             "reader_backend": args.reader_backend,
+            "first_read_confidence": args.first_read_confidence,
             "command": "python -m retrieval.service.calibrate",
         },
     )

@@ -116,6 +116,25 @@ def unfiltered_service(
 
 
 @pytest.fixture(scope="session")
+def every_passage_service(
+    tmp_path_factory: pytest.TempPathFactory,
+    knowledge_service: ServiceProcess,
+    index_dir: Path,
+    reader_dir: Path,
+    export_dir: Path,
+) -> Iterator[ServiceProcess]:
+    """knowledge_service, except that it reads every passage of a question at once (no first read)."""
+    with _running(
+        tmp_path_factory,
+        "every-passage-service",
+        _sharing_the_index(
+            index_dir, reader_dir, export_dir, "--abstain-threshold", "0", "--first-read-confidence", "2"
+        ),
+    ) as service:
+        yield service
+
+
+@pytest.fixture(scope="session")
 def abstaining_service(
     tmp_path_factory: pytest.TempPathFactory,
     knowledge_service: ServiceProcess,

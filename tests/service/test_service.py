@@ -14,6 +14,7 @@ from service_process import HIGH_ABSTAIN_THRESHOLD, KNOWLEDGE_DIR, REPO_ROOT, Ht
 
 from retrieval.index.ingest import normalise
 from retrieval.service.settings import (
+    DEFAULT_FIRST_READ_CONFIDENCE,
     DEFAULT_MIN_RELEVANCE,
     DEFAULT_READ_WORKERS,
     MAX_QUESTION_CHARS,
@@ -30,6 +31,9 @@ UNANSWERABLE = json.loads((REPO_ROOT / "tests" / "data" / "knowledge_unanswerabl
 # relevance priors (2026-11-21); 0.587 before, when the reader chose between passages by its own
 # span scores only. The floor sits a little below.
 SOURCE_DOCUMENT_ACCURACY_FLOOR = 0.88
+
+
+PASSAGES_READ = ("qa_passages_read_total", frozenset())
 
 
 def ask(service: ServiceProcess, question: str, **fields: object) -> HttpResult:
@@ -130,6 +134,27 @@ def test_source_document_is_right_for_most_knowledge_questions(
     print(f"source document accuracy: {right}/{total} = {accuracy:.3f}")
     assert total >= 90
     assert accuracy >= SOURCE_DOCUMENT_ACCURACY_FLOOR
+
+
+def test_the_first_read_gives_the_answers_of_reading_every_passage_and_reads_less(
+    knowledge_service: ServiceProcess, every_passage_service: ServiceProcess
+) -> None:
+    questions = [q.question for paragraph in read_squad(KNOWLEDGE_QA) for q in paragraph.questions][::3]
+    services = {"first read": knowledge_service, "every passage": every_passage_service}
+    settings = {
+        name: s.call("GET", "/readyz").body["reader"]["first_read_confidence"] for name, s in services.items()
+    }
+    assert settings == {"first read": DEFAULT_FIRST_READ_CONFIDENCE, "every passage": 2.0}
+    before = {name: metric_samples(service)[PASSAGES_READ] for name, service in services.items()}
+    for question in questions:
+        first_read, every_passage = (ask(service, question).body for service in services.values())
+        assert (first_read["answer"], first_read["source"]) == (
+            every_passage["answer"],
+            every_passage["source"],
+        )
+    read = {name: metric_samples(service)[PASSAGES_READ] - before[name] for name, service in services.items()}
+    print(f"passages read for {len(questions)} questions: {read}")
+    assert len(questions) <= read["first read"] < read["every passage"] <= 3 * len(questions)
 
 
 # --- abstention --------------------------------------------------------------------------------------
@@ -403,6 +428,7 @@ def test_config_reads_the_environment_and_options_override_it(tmp_path: Path) ->
         "QA_ABSTAIN_THRESHOLD": "0.3",
         "QA_MIN_RELEVANCE": "0.25",
         "QA_READ_WORKERS": "3",
+        "QA_FIRST_READ_CONFIDENCE": "1.5",
     }
     config = ServiceConfig.from_env(environ).with_overrides(port=9002, host=None)
     assert config.served_read_workers == 3 and ServiceConfig(read_workers=1).served_read_workers == 1
@@ -414,6 +440,8 @@ def test_config_reads_the_environment_and_options_override_it(tmp_path: Path) ->
     assert config.index_dir == tmp_path / "index" and config.reader_dir == tmp_path / "reader"
     assert config.docs == () and config.threads == 2 and config.abstain_threshold == 0.3
     assert config.min_relevance == 0.25 and ServiceConfig().min_relevance == DEFAULT_MIN_RELEVANCE
+    assert config.first_read_confidence == 1.5
+    assert ServiceConfig().first_read_confidence == DEFAULT_FIRST_READ_CONFIDENCE
     assert (config.host, config.port) == ("127.0.0.1", 9002)
     assert ServiceConfig.from_env({}).docs == (KNOWLEDGE_DIR,)
 
@@ -429,6 +457,8 @@ def test_config_reads_the_environment_and_options_override_it(tmp_path: Path) ->
         ({"QA_MIN_RELEVANCE": "1.5"}, "min_relevance"),
         ({"QA_READER_BACKEND": "tensorflow"}, "reader_backend 'tensorflow' is not one of"),
         ({"QA_ENCODER_BACKEND": "openvino"}, "encoder_backend 'openvino' is not one of"),
+        ({"QA_FIRST_READ_CONFIDENCE": "-0.5"}, "first_read_confidence is a probability"),
+        ({"QA_FIRST_READ_CONFIDENCE": "nan"}, "first_read_confidence is a probability"),
     ],
 )
 def test_bad_config_values_are_named(environ: dict[str, str], message: str) -> None:
