@@ -12,6 +12,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -80,77 +81,65 @@ def knowledge_service(
         yield service
 
 
-def _sharing_the_index(index_dir: Path, reader_dir: Path, export_dir: Path, *options: str) -> list[str]:
-    """Arguments of a service over knowledge_service's index (served as it is, `--docs` empty), the
-    reader snapshot and its export, with `options` on top."""
-    return [
-        "--index",
-        str(index_dir),
-        "--docs",
-        "--reader",
-        str(reader_dir),
-        "--export-dir",
-        str(export_dir),
-        *options,
-    ]
+@dataclass(frozen=True)
+class SharedModels:
+    """knowledge_service's index (ready once it is), reader snapshot and reader export."""
+
+    index_dir: Path
+    reader_dir: Path
+    export_dir: Path
+
+    def serve(
+        self, tmp_path_factory: pytest.TempPathFactory, name: str, *options: str
+    ) -> Iterator[ServiceProcess]:
+        """A service over these (the index served as it is, `--docs` empty) with `options` on top."""
+        with _running(
+            tmp_path_factory,
+            name,
+            [
+                *("--index", str(self.index_dir), "--docs", "--reader", str(self.reader_dir)),
+                *("--export-dir", str(self.export_dir), *options),
+            ],
+        ) as service:
+            yield service
+
+
+@pytest.fixture(scope="session")
+def shared_models(
+    knowledge_service: ServiceProcess, index_dir: Path, reader_dir: Path, export_dir: Path
+) -> SharedModels:
+    return SharedModels(index_dir, reader_dir, export_dir)
 
 
 @pytest.fixture(scope="session")
 def unfiltered_service(
-    tmp_path_factory: pytest.TempPathFactory,
-    knowledge_service: ServiceProcess,
-    index_dir: Path,
-    reader_dir: Path,
-    export_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory, shared_models: SharedModels
 ) -> Iterator[ServiceProcess]:
     """knowledge_service's index and reader with the relevance cut off: every question is read, by
     the reader's ONNX export (knowledge_service runs the default backend, bf16 on CPUs that have it)."""
-    with _running(
-        tmp_path_factory,
-        "unfiltered-service",
-        _sharing_the_index(
-            index_dir, reader_dir, export_dir, "--min-relevance", "-1", "--reader-backend", "onnx"
-        ),
-    ) as service:
-        yield service
+    yield from shared_models.serve(
+        tmp_path_factory, "unfiltered-service", "--min-relevance", "-1", "--reader-backend", "onnx"
+    )
 
 
 @pytest.fixture(scope="session")
 def every_passage_service(
-    tmp_path_factory: pytest.TempPathFactory,
-    knowledge_service: ServiceProcess,
-    index_dir: Path,
-    reader_dir: Path,
-    export_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory, shared_models: SharedModels
 ) -> Iterator[ServiceProcess]:
     """knowledge_service, except that it reads every passage of a question at once (no first read)."""
-    with _running(
-        tmp_path_factory,
-        "every-passage-service",
-        _sharing_the_index(
-            index_dir, reader_dir, export_dir, "--abstain-threshold", "0", "--first-read-confidence", "2"
-        ),
-    ) as service:
-        yield service
+    yield from shared_models.serve(
+        tmp_path_factory, "every-passage-service", "--abstain-threshold", "0", "--first-read-confidence", "2"
+    )
 
 
 @pytest.fixture(scope="session")
 def abstaining_service(
-    tmp_path_factory: pytest.TempPathFactory,
-    knowledge_service: ServiceProcess,
-    index_dir: Path,
-    reader_dir: Path,
-    export_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory, shared_models: SharedModels
 ) -> Iterator[ServiceProcess]:
     """The same index and reader, with the abstention threshold overridden to HIGH_ABSTAIN_THRESHOLD."""
-    with _running(
-        tmp_path_factory,
-        "abstaining-service",
-        _sharing_the_index(
-            index_dir, reader_dir, export_dir, "--abstain-threshold", str(HIGH_ABSTAIN_THRESHOLD)
-        ),
-    ) as service:
-        yield service
+    yield from shared_models.serve(
+        tmp_path_factory, "abstaining-service", "--abstain-threshold", str(HIGH_ABSTAIN_THRESHOLD)
+    )
 
 
 def _linked_reader(reader_dir: Path, directory: Path) -> Path:
