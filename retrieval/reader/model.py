@@ -91,6 +91,16 @@ class Answer:
     passages_read: int  # how many of the passages it was given were read
 
 
+@dataclass
+class _ReadingPlan:
+    """What one forward pass reads, per (question, passage) pair: the pair, its owner (query index,
+    passage) and the prior added to its spans' scores."""
+
+    pairs: list[QAPair] = field(default_factory=list)
+    owners: list[tuple[int, Passage]] = field(default_factory=list)
+    priors: list[float] = field(default_factory=list)
+
+
 class OnnxSpanModel:
     """An exported reader run by ONNX Runtime on CPU (fp32, or int8 after dynamic quantisation)."""
 
@@ -221,17 +231,12 @@ class Reader:
         """
         if relevances is not None and len(relevances) != len(queries):
             raise ValueError(f"{len(relevances)} relevance lists for {len(queries)} queries")
-        pairs: list[QAPair] = []
-        owners: list[tuple[int, Passage]] = []  # pair index -> (query index, passage)
-        priors: list[float] = []  # pair index -> score prior from the passage's relevance
+        plan = _ReadingPlan()
         for query_index, (question, passages) in enumerate(queries):
-            _check_question(question)
-            query_relevances = relevances[query_index] if relevances else None
-            query_priors = self.passage_priors(len(passages), query_relevances)  # checks the lengths
-            for i in self.passages_to_read(len(passages), query_relevances):
-                pairs.append(QAPair(question=question, context=passages[i].text))
-                owners.append((query_index, passages[i]))
-                priors.append(query_priors[i])
+            self._plan_reading(
+                plan, query_index, question, passages, relevances[query_index] if relevances else None
+            )
+        pairs, owners, priors = plan.pairs, plan.owners, plan.priors
         windows = encode_pairs(self.tokenizer, pairs, self.config.features)
         logits = self.window_logits(windows)
         by_query: list[list[int]] = [[] for _ in queries]
@@ -287,22 +292,40 @@ class Reader:
         """
         if enough is None or relevances is None:
             return self.answer_many([(question, passages)], top_n=top_n, relevances=[relevances])[0]
-        _check_question(question)
-        priors = self.passage_priors(len(passages), relevances)
-        to_read = sorted(self.passages_to_read(len(passages), relevances), key=lambda i: -relevances[i])
-        pairs = [QAPair(question=question, context=passages[i].text) for i in to_read]
-        owners = [(0, passages[i]) for i in to_read]
-        pair_priors = [priors[i] for i in to_read]
-        contexts = [pair.context for pair in pairs]
-        windows = encode_pairs(self.tokenizer, pairs, self.config.features)
+        plan = self._plan_reading(_ReadingPlan(), 0, question, passages, relevances, most_relevant_first=True)
+        contexts = [pair.context for pair in plan.pairs]
+        windows = encode_pairs(self.tokenizer, plan.pairs, self.config.features)
         first = [window for window in windows if window.pair_index == 0]
         first_logits = self.window_logits(first)
-        answer = self._decide(first, first_logits, contexts, owners, pair_priors, top_n, min(1, len(pairs)))
-        if len(to_read) <= 1 or enough(answer):
+        read = len(plan.pairs)
+        answer = self._decide(first, first_logits, contexts, plan.owners, plan.priors, top_n, min(1, read))
+        if read <= 1 or enough(answer):
             return answer
         rest = [window for window in windows if window.pair_index != 0]
         logits = first_logits + self.window_logits(rest)
-        return self._decide(first + rest, logits, contexts, owners, pair_priors, top_n, len(to_read))
+        return self._decide(first + rest, logits, contexts, plan.owners, plan.priors, top_n, read)
+
+    def _plan_reading(
+        self,
+        plan: _ReadingPlan,
+        query_index: int,
+        question: str,
+        passages: Sequence[Passage],
+        relevances: Sequence[float] | None,
+        most_relevant_first: bool = False,
+    ) -> _ReadingPlan:
+        """Add to `plan` the passages of one query worth reading (passages_to_read), with their priors;
+        rejects an empty question and relevances of the wrong length."""
+        _check_question(question)
+        priors = self.passage_priors(len(passages), relevances)  # checks the lengths
+        to_read = self.passages_to_read(len(passages), relevances)
+        if most_relevant_first and relevances is not None:
+            to_read.sort(key=lambda i: -relevances[i])
+        for i in to_read:
+            plan.pairs.append(QAPair(question=question, context=passages[i].text))
+            plan.owners.append((query_index, passages[i]))
+            plan.priors.append(priors[i])
+        return plan
 
     def rank(
         self,
