@@ -156,9 +156,10 @@ def read_trainer_file(folder: Path) -> dict[str, Any]:
     return torch.load(folder / TRAINER_FILE, weights_only=False)
 
 
-# Settings that decide the data order and the schedule: a run continues another only if they match.
+# Settings that decide the data order and the schedule: a run continues another only if they match
+# and it trained on the same data (TRAIN_DIGEST, the SHA-256 of the training file).
+TRAIN_DIGEST = "train_sha256"
 SAME_RUN_SETTINGS = (
-    "train",
     "seed",
     "epochs",
     "lr",
@@ -191,13 +192,15 @@ def continued_run(init: Path, settings: dict[str, Any]) -> TrainerState | None:
         return None
     saved = {**SETTINGS_BEFORE_THEY_EXISTED, **json.loads((init / ARGS_FILE).read_text(encoding="utf-8"))}
 
-    def run(raw: dict[str, Any]) -> dict[str, Any]:
-        """The settings that must match, the training file by name (runs may start elsewhere)."""
-        return {
-            key: Path(str(raw[key])).name if key == "train" else raw.get(key) for key in SAME_RUN_SETTINGS
-        }
-
-    return TrainerState.load(init) if run(saved) == run(settings) else None
+    # The same training data: the same bytes wherever the file now lies (runs may start elsewhere).
+    # Models saved before the digest was recorded compare the path as given: two domain stages
+    # both train on a `train.json`, so the file's name alone is not enough.
+    if TRAIN_DIGEST in saved:
+        same_data = saved[TRAIN_DIGEST] == settings.get(TRAIN_DIGEST)
+    else:
+        same_data = str(saved["train"]) == str(settings["train"])
+    same_run = all(saved.get(key) == settings.get(key) for key in SAME_RUN_SETTINGS)
+    return TrainerState.load(init) if same_data and same_run else None
 
 
 def save_best(

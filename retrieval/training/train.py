@@ -47,12 +47,14 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 from transformers import AutoTokenizer, BertForQuestionAnswering, get_linear_schedule_with_warmup
 
+from retrieval.digest import file_digest
 from retrieval.reader.features import FeatureConfig
 from retrieval.reader.model import Reader, ReaderConfig
 from retrieval.training.checkpoints import (
     ARGS_FILE,
     SNAPSHOT_DIR,
     STATE_FILE,
+    TRAIN_DIGEST,
     CheckpointError,
     TrainerState,
     continued_run,
@@ -187,9 +189,10 @@ def train(args: argparse.Namespace, report=None, stop_request: StopRequest | Non
     )
     scheduler = get_linear_schedule_with_warmup(optimizer, int(args.warmup_ratio * total_steps), total_steps)
     state = TrainerState()
+    run_settings = {**vars(args), "world_size": env.world_size, TRAIN_DIGEST: file_digest(Path(args.train))}
     continued = None
     if args.resume == "auto" and not resume and args.init:
-        continued = continued_run(Path(args.init), {**vars(args), "world_size": env.world_size})
+        continued = continued_run(Path(args.init), run_settings)
     if continued is not None:
         state = continued
         with warnings.catch_warnings():  # stepping the schedule before any optimiser step, on purpose
@@ -251,7 +254,7 @@ def train(args: argparse.Namespace, report=None, stop_request: StopRequest | Non
             log.info("eval %s", json.dumps(metrics))
             if metrics["f1"] > state.best_f1:
                 state.best_f1 = metrics["f1"]
-                run_args = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+                run_args = {k: str(v) if isinstance(v, Path) else v for k, v in run_settings.items()}
                 save_best(
                     args.out,
                     model,
@@ -259,7 +262,7 @@ def train(args: argparse.Namespace, report=None, stop_request: StopRequest | Non
                     reader_config,
                     args.save_dtype,
                     {
-                        ARGS_FILE: {**run_args, "world_size": env.world_size},
+                        ARGS_FILE: run_args,
                         "metrics.json": {"best": metrics, "history": state.history},
                         STATE_FILE: {k: v for k, v in state.__dict__.items() if k != "history"},
                     },

@@ -3,6 +3,7 @@ batches, the window cache, exact resume in one process, and checkpoints that ref
 
 from __future__ import annotations
 
+import hashlib
 import json
 import resource
 import subprocess
@@ -171,6 +172,29 @@ def test_a_new_stage_continues_the_run_its_shipped_model_came_from(squad_file, t
     other_seed = tmp_path / "other" / "model"
     fresh = train(parse_args(argv(squad_file, first, other_seed, "--resume", "auto", "--seed", "6")))
     assert [m["step"] for m in fresh["history"]] == [4, 8, 12, 16]  # another data order: from the start
+
+
+def test_a_new_stage_continues_only_on_the_same_training_data(squad_file, tiny_model_dir, tmp_path):
+    """The training file is known by its bytes: moved, the run continues; another file of the same
+    name (two domain stages each write a `train.json`) starts from the beginning."""
+    first = tmp_path / "first" / "model"
+    train(parse_args(argv(squad_file, tiny_model_dir, first, "--max-steps", "4")))
+    saved = json.loads((first / "training_args.json").read_text())
+    assert saved["train_sha256"] == hashlib.sha256(squad_file.read_bytes()).hexdigest()
+
+    moved = tmp_path / "moved" / squad_file.name
+    moved.parent.mkdir()
+    moved.write_bytes(squad_file.read_bytes())
+    continued = train(parse_args(argv(moved, first, tmp_path / "continued" / "model", "--resume", "auto")))
+    assert [m["step"] for m in continued["history"]] == [8, 12, 16]
+
+    other = tmp_path / "other" / squad_file.name
+    other.parent.mkdir()
+    payload = json.loads(squad_file.read_text())
+    payload["data"][0]["paragraphs"][0]["qas"][0]["question"] += " Answer briefly."
+    other.write_text(json.dumps(payload), encoding="utf-8")
+    fresh = train(parse_args(argv(other, first, tmp_path / "fresh" / "model", "--resume", "auto")))
+    assert [m["step"] for m in fresh["history"]] == [4, 8, 12, 16]
 
 
 def test_windows_tokenised_in_chunks_equal_windows_tokenised_at_once(
