@@ -117,7 +117,7 @@ average-reader: $(QA_VENV)/.installed ## average READER_RUN's last AVERAGE_LAST 
 
 # The knowledge base's domain (retrieval/training/domain.py): its fit-half questions, DOMAIN_REPEAT
 # times each, and the questions written from its documents (DOMAIN_AUTHORED), DOMAIN_AUTHORED_REPEAT
-# times each, beside DOMAIN_SQUAD SQuAD questions, read with negative passages and shared
+# times each, beside DOMAIN_SQUAD SQuAD questions (sampled with DOMAIN_SEED), read with negative passages and shared
 # normalisation from READER; its held-out half stays unseen for `make calibrate-confidence`.
 # Without jemalloc: see train-reader. Resumes DOMAIN_RUN; ship it with READER_RUN=$(DOMAIN_RUN).
 # DOMAIN_AUTHORED may list several files; stage 12 added tests/data/knowledge_authored_qa_2.json
@@ -127,10 +127,11 @@ DOMAIN_SQUAD ?= 4000
 DOMAIN_REPEAT ?= 6
 DOMAIN_AUTHORED ?= tests/data/knowledge_authored_qa.json
 DOMAIN_AUTHORED_REPEAT ?= 2
+DOMAIN_SEED ?= 29
 train-reader-domain: $(QA_VENV)/.installed ## fine-tune READER on the knowledge base's fit half mixed into SQuAD
 	$(QA_PY) -m retrieval.training.domain --squad $(SQUAD)/train-v1.1.json.gz --knowledge tests/data/knowledge_qa.json \
 		--authored $(DOMAIN_AUTHORED) --authored-repeat $(DOMAIN_AUTHORED_REPEAT) \
-		--squad-questions $(DOMAIN_SQUAD) --repeat $(DOMAIN_REPEAT) --out $(DOMAIN_RUN)-data/train.json
+		--squad-questions $(DOMAIN_SQUAD) --repeat $(DOMAIN_REPEAT) --seed $(DOMAIN_SEED) --out $(DOMAIN_RUN)-data/train.json
 	$(QA_PY) -m retrieval.training.train --train $(DOMAIN_RUN)-data/train.json --dev $(SQUAD)/dev-v1.1.json.gz \
 		--init $(READER) --out $(DOMAIN_RUN) --resume auto --negatives-same-article 1 --negatives-retrieved 1 \
 		--shared-norm --epochs 1 --lr 3e-5 --warmup-ratio 0.1 --batch-size 32 --max-dev-examples 1000 \
