@@ -42,9 +42,10 @@ from transformers import AutoModelForQuestionAnswering, AutoTokenizer  # noqa: E
 
 from bench.common import RESULTS_DIR, latency_summary, require_files, save_plot, write_report  # noqa: E402
 from retrieval.documents import Passage  # noqa: E402
+from retrieval.reader.backends import EXPORTED_FILES  # noqa: E402
 from retrieval.reader.features import FeatureConfig  # noqa: E402
 from retrieval.reader.metrics import ScoredQuestion, squad_scores  # noqa: E402
-from retrieval.reader.model import EXPORTED_FILES, Reader, ReaderConfig  # noqa: E402
+from retrieval.reader.model import Reader, ReaderConfig  # noqa: E402
 from retrieval.squad import SquadFormatError, read_squad  # noqa: E402
 from retrieval.training.export import export_reader  # noqa: E402
 

@@ -14,22 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, BertForQuestionAnswering, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from retrieval.documents import Passage
-from retrieval.onnx_session import cpu_session
+from retrieval.reader.backends import TORCH_BACKENDS, SpanModel, load_span_model
 from retrieval.reader.features import FeatureConfig, QAPair, Window, collate, encode_pairs
 from retrieval.reader.postprocess import QuestionPrediction, rank_spans
 
 CONFIG_FILE = "reader_config.json"
-# Files written by retrieval.training.export into an export directory, per Reader backend ("torch" reads the
-# Hugging Face weights). All of them take and give plain tensors in these orders.
-EXPORTED_FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
-# "torch-bf16": the Hugging Face weights computed under bf16 autocast (weights stay fp32).
-TORCH_BACKENDS = {"torch": None, "torch-bf16": torch.bfloat16}
-BACKENDS = (*TORCH_BACKENDS, *EXPORTED_FILES)
-INPUT_NAMES = ("input_ids", "token_type_ids", "attention_mask")
-OUTPUT_NAMES = ("start_logits", "end_logits")
 
 
 @dataclass(frozen=True)
@@ -101,30 +93,6 @@ class _ReadingPlan:
     priors: list[float] = field(default_factory=list)
 
 
-class OnnxSpanModel:
-    """An exported reader run by ONNX Runtime on CPU (fp32, or int8 after dynamic quantisation)."""
-
-    def __init__(self, path: Path, threads: int | None) -> None:
-        self.session = cpu_session(path, threads)
-
-    def logits(self, batch: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
-        starts, ends = self.session.run(
-            list(OUTPUT_NAMES), {name: batch[name].numpy() for name in INPUT_NAMES}
-        )
-        return starts, ends
-
-
-class TorchScriptSpanModel:
-    """A reader traced by retrieval.training.export: runs without the transformers model code."""
-
-    def __init__(self, path: Path) -> None:
-        self.module = torch.jit.load(str(path), map_location="cpu").eval()
-
-    def logits(self, batch: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
-        starts, ends = self.module(*(batch[name] for name in INPUT_NAMES))
-        return starts.numpy(), ends.numpy()
-
-
 class Reader:
     """A span-extraction model with its tokenizer and answer policy.
 
@@ -136,7 +104,7 @@ class Reader:
 
     def __init__(
         self,
-        model: PreTrainedModel | OnnxSpanModel | TorchScriptSpanModel,
+        model: SpanModel,
         tokenizer: PreTrainedTokenizerBase,
         config: ReaderConfig,
         autocast_dtype: torch.dtype | None = None,
@@ -155,29 +123,11 @@ class Reader:
     def load(
         cls, model_dir: str | Path, threads: int | None = None, device: str = "cpu", backend: str = "torch"
     ) -> Reader:
-        """Load a saved reader; weights stored in fp16 (to ship small) are computed in fp32 on CPU.
-
-        `backend` "torch" and "torch-bf16" read a model directory; the others read what
-        retrieval.training.export wrote (CPU only).
-        """
+        """Load a saved reader, its network run by `backend` (backends.BACKENDS)."""
         model_dir = Path(model_dir)
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown reader backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if threads is not None:
             torch.set_num_threads(threads)
-        if backend in TORCH_BACKENDS:
-            if not (model_dir / "config.json").exists():
-                raise FileNotFoundError(f"{model_dir} is not a reader model directory (no config.json)")
-            model = BertForQuestionAnswering.from_pretrained(model_dir, dtype=torch.float32).to(device)
-        else:
-            path = model_dir / EXPORTED_FILES[backend]
-            if not path.exists():
-                raise FileNotFoundError(
-                    f"{model_dir} has no {path.name}: run python -m retrieval.training.export"
-                )
-            if device != "cpu":
-                raise ValueError(f"the {backend} backend runs on CPU only, not {device}")
-            model = OnnxSpanModel(path, threads) if backend.startswith("onnx") else TorchScriptSpanModel(path)
+        model = load_span_model(model_dir, backend, threads, device)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         return cls(model, tokenizer, ReaderConfig.load(model_dir), TORCH_BACKENDS.get(backend))
 

@@ -22,7 +22,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from retrieval.index.encoder import SentenceEncoder
 from retrieval.index.store import RetrievalIndex, build_index, load_index
-from retrieval.reader.model import EXPORTED_FILES, Answer, Reader
+from retrieval.reader.backends import EXPORTED_FILES
+from retrieval.reader.model import Answer, Reader
 from retrieval.service.calibration import AnswerSignals, ConfidenceCalibration
 from retrieval.service.schemas import AnswerResponse, CandidateOut, Source, SourceRef, Timings
 from retrieval.service.settings import CANDIDATES, FIRST_READ_LEAD, ServiceConfig

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from retrieval.index.encoder import QUERY_BACKENDS
-from retrieval.reader.model import BACKENDS
+from retrieval.reader.backends import BACKENDS
 from retrieval.training.distributed import native_cpu_bf16
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

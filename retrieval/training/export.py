@@ -33,8 +33,9 @@ from transformers import BertForQuestionAnswering
 from retrieval.digest import folder_digest
 from retrieval.documents import Passage
 from retrieval.index.store import replace_dir
+from retrieval.reader.backends import EXPORTED_FILES, INPUT_NAMES, OUTPUT_NAMES
 from retrieval.reader.features import QAPair, Window, collate, encode_pairs
-from retrieval.reader.model import EXPORTED_FILES, INPUT_NAMES, OUTPUT_NAMES, Answer, Reader
+from retrieval.reader.model import Answer, Reader
 from retrieval.squad import read_squad
 
 log = logging.getLogger("retrieval.training.export")

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from retrieval.documents import Passage
+from retrieval.reader.backends import EXPORTED_FILES
 from retrieval.reader.features import QAPair, encode_pairs
-from retrieval.reader.model import EXPORTED_FILES, Reader, ReaderConfig
+from retrieval.reader.model import Reader, ReaderConfig
 from retrieval.squad import read_squad
 from retrieval.training.export import (
     ABSOLUTE_TOLERANCE,
