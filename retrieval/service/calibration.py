@@ -15,9 +15,10 @@ right from wrong answers better than the best span's share alone (ROC AUC 0.78 a
 share adds nothing once agreement is known (its fitted weight comes out negative), and answer
 length and the margin to the best other answer add nothing either.
 fitted by `python -m retrieval.service.calibrate` on held-out questions whose answers are known,
-with "right" meaning F1 >= 0.5 against a gold answer. Every weight must come out positive, so the
-calibrated confidence rises with each signal, and the file is saved next to the reader it was
-fitted for (confidence_calibration.json).
+with "right" meaning F1 >= 0.5 against a gold answer. No weight may be negative, so the calibrated
+confidence never falls as a signal rises: a signal that adds nothing once the others are known gets
+weight 0 (retrieval's relevance did for the stage-13 reader, session 18). The file is saved next
+to the reader it was fitted for (confidence_calibration.json).
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ class AnswerSignals:
         return [logit(self.agreement), self.relevance]
 
 
-FEATURES = ("agreement", "relevance")
+FEATURES = ("agreement", "relevance")  # the reader's own signal first: it must carry weight
+REGULARISATION_C = 10.0  # as scikit-learn's C: the log loss counts this much against |w|^2 / 2
 
 
 @dataclass(frozen=True)
@@ -88,20 +90,36 @@ class ConfidenceCalibration:
     def fit(
         cls, signals: Sequence[AnswerSignals], right: Sequence[bool], fitted_on: dict[str, Any] | None = None
     ) -> ConfidenceCalibration:
-        """Maximum-likelihood logistic fit (lightly regularised); refuses data that cannot calibrate."""
-        from sklearn.linear_model import LogisticRegression  # only fitting needs scikit-learn
+        """Maximum-likelihood logistic fit, lightly regularised, with every weight kept at 0 or above:
+        a signal that tells nothing more once the others are known gets weight 0, never a negative
+        one, so the confidence never falls as a signal rises. Refuses data that cannot calibrate."""
+        from scipy.optimize import minimize  # only fitting needs SciPy
 
         labels = np.asarray(right, dtype=bool)
         if labels.all() or not labels.any():
             raise CalibrationError("calibration needs both right and wrong answers")
-        model = LogisticRegression(C=10.0).fit(np.array([s.features() for s in signals]), labels)
-        weights = tuple(float(w) for w in model.coef_[0])
-        if any(w < 0 for w in weights):
+        features = np.array([s.features() for s in signals])
+        sign = np.where(labels, 1.0, -1.0)
+
+        def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
+            """The log loss plus |w|^2 / (2 * REGULARISATION_C), and its gradient."""
+            weights, bias = params[:-1], params[-1]
+            margins = sign * (features @ weights + bias)
+            pull = -sign / (1.0 + np.exp(margins))  # d log(1 + exp(-margin)) / d score
+            gradient = np.append(features.T @ pull + weights / REGULARISATION_C, pull.sum())
+            penalty = weights @ weights / (2 * REGULARISATION_C)
+            return float(np.logaddexp(0.0, -margins).sum() + penalty), gradient
+
+        bounds = [(0.0, None)] * len(FEATURES) + [(None, None)]
+        fitted = minimize(loss, np.zeros(len(FEATURES) + 1), jac=True, method="L-BFGS-B", bounds=bounds)
+        weights = tuple(float(w) for w in fitted.x[:-1])
+        if not fitted.success or weights[0] <= 0:
             shown = ", ".join(f"{name} {w:.3f}" for name, w in zip(FEATURES, weights, strict=True))
             raise CalibrationError(
-                f"fitted weights {shown}: the calibrated confidence would not rise with every signal"
+                f"fitted weights {shown}: the calibrated confidence would not rise with the reader's "
+                "agreement"
             )
-        return cls(weights, float(model.intercept_[0]), dict(fitted_on or {}))
+        return cls(weights, float(fitted.x[-1]), dict(fitted_on or {}))
 
     def save(self, model_dir: str | Path) -> Path:
         path = Path(model_dir) / CALIBRATION_FILE

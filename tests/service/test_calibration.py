@@ -89,6 +89,23 @@ def test_calibrated_confidence_rises_with_each_signal() -> None:
     assert all(0 < calibration.probability(AnswerSignals(c, c, 0.5)) < 1 for c in (0.0, 1.0))
 
 
+def test_a_signal_that_runs_against_the_answers_gets_weight_zero_not_a_negative_one() -> None:
+    """Drawn so that, agreement known, a higher relevance makes an answer slightly less often right:
+    the fit keeps relevance at 0 (confidence never falls as it rises) and still reads agreement."""
+    rng = random.Random(3)
+    signals = [
+        AnswerSignals(share, share, rng.uniform(0.2, 0.9))
+        for share in (rng.uniform(0.02, 0.98) for _ in range(3000))
+    ]
+    right = [rng.random() < _sigmoid(2.0 * s.features()[0] - 1.5 * s.relevance) for s in signals]
+    calibration = ConfidenceCalibration.fit(signals, right)
+    agreement, relevance = calibration.weights
+    assert relevance == 0.0 and agreement == pytest.approx(2.0, abs=0.5)
+    assert calibration.probability(AnswerSignals(0.5, 0.5, 0.9)) == calibration.probability(
+        AnswerSignals(0.5, 0.5, 0.2)
+    )
+
+
 def test_fit_refuses_labels_that_cannot_calibrate() -> None:
     signals, _ = _drawn(300)
     with pytest.raises(CalibrationError, match="both right and wrong"):
