@@ -22,8 +22,14 @@ from retrieval.training.data import Example, load_examples
 
 log = logging.getLogger(__name__)
 
-# Calibration keeps a threshold only if it still answers at least this share of answerable questions.
+# Calibration keeps a threshold only if it still answers at least this share of answerable questions,
+# and if fewer than MAX_WITHHELD_RIGHT of the answerable questions it would not answer were answered
+# right (F1 >= RIGHT_F1). SQuAD 2.0 dev is half unanswerable, so the F1-best threshold may withhold
+# answers that are mostly right; the QA service reads only questions retrieval finds relevant, and
+# gives its unsure answers with a hedge, so such answers are better given than withheld.
 MIN_ANSWERED_SHARE = 0.5
+MAX_WITHHELD_RIGHT = 0.5
+RIGHT_F1 = 0.5
 
 
 def gold_passage_queries(examples: Sequence[Example]) -> list[tuple[str, list[Passage]]]:
@@ -44,20 +50,24 @@ def evaluate(reader: Reader, examples: Sequence[Example]) -> dict[str, float]:
     return squad_scores(scored)
 
 
-def usable_threshold(threshold: float, answerable_confidences: Sequence[float]) -> tuple[float, float]:
-    """`threshold`, or 0 if it answers under MIN_ANSWERED_SHARE of answerable questions; and that share."""
-    if not answerable_confidences:
-        return threshold, 1.0
-    share = sum(c >= threshold for c in answerable_confidences) / len(answerable_confidences)
-    if share >= MIN_ANSWERED_SHARE:
-        return threshold, share
-    log.warning(
-        "the best SQuAD 2.0 threshold %.4f answers only %.1f%% of the answerable questions: "
-        "the reader cannot tell unanswerable ones apart; storing 0",
-        threshold,
-        100 * share,
-    )
-    return 0.0, share
+def usable_threshold(
+    threshold: float, answerable: Sequence[tuple[float, bool]]
+) -> tuple[float, float, float]:
+    """`threshold`, or 0 when it fails the rules above; with the share of (confidence, right) answerable
+    questions it answers and the share right of those it withholds (0 when it withholds none)."""
+    if not answerable:
+        return threshold, 1.0, 0.0
+    withheld = [right for confidence, right in answerable if confidence < threshold]
+    answered_share = 1 - len(withheld) / len(answerable)
+    withheld_right = sum(withheld) / len(withheld) if withheld else 0.0
+    if answered_share < MIN_ANSWERED_SHARE:
+        why = f"answers only {100 * answered_share:.1f}% of the answerable questions"
+    elif withheld_right >= MAX_WITHHELD_RIGHT:
+        why = f"withholds answers that are right {100 * withheld_right:.1f}% of the time"
+    else:
+        return threshold, answered_share, withheld_right
+    log.warning("the best SQuAD 2.0 threshold %.4f %s: storing 0", threshold, why)
+    return 0.0, answered_share, withheld_right
 
 
 def calibrate(model_dir: Path, dev_file: Path, max_examples: int = 0, seed: int = 13) -> dict[str, Any]:
@@ -66,7 +76,8 @@ def calibrate(model_dir: Path, dev_file: Path, max_examples: int = 0, seed: int 
     A reader fine-tuned on SQuAD 1.1 only has never seen an unanswerable question; when the best
     threshold would leave fewer than MIN_ANSWERED_SHARE of the answerable questions answered, its
     confidence cannot tell them apart, and the threshold stored is 0: the service's relevance cut
-    then does the abstaining. calibration.json records both.
+    then does the abstaining. So it is too when the answers it withholds are mostly right
+    (MAX_WITHHELD_RIGHT): the service hedges them instead. calibration.json records both.
     """
     reader = Reader.load(model_dir)
     examples = load_examples(dev_file, max_examples, seed)
@@ -79,8 +90,10 @@ def calibrate(model_dir: Path, dev_file: Path, max_examples: int = 0, seed: int 
         for g, a in zip(golds, answers, strict=True)
     ]
     best_threshold, best_f1 = best_abstention_threshold([a.confidence for a in answers], guesses)
-    answerable = [a.confidence for g, a in zip(guesses, answers, strict=True) if g.has_answer]
-    threshold, answered_share = usable_threshold(best_threshold, answerable)
+    answerable = [
+        (a.confidence, g.f1 >= RIGHT_F1) for g, a in zip(guesses, answers, strict=True) if g.has_answer
+    ]
+    threshold, answered_share, withheld_right = usable_threshold(best_threshold, answerable)
     abstaining = [
         ScoredQuestion(g.golds, g.prediction if a.confidence >= threshold else "")
         for g, a in zip(guesses, answers, strict=True)
@@ -91,6 +104,7 @@ def calibrate(model_dir: Path, dev_file: Path, max_examples: int = 0, seed: int 
         "best_f1_threshold": best_threshold,
         "f1_at_best_f1_threshold": best_f1,
         "answerable_share_answered_at_best_f1_threshold": answered_share,
+        "withheld_answerable_right_at_best_f1_threshold": withheld_right,
         "scores": squad_scores(abstaining),
         "scores_never_abstaining": squad_scores(guesses),
     }

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from retrieval.documents import Passage
 from retrieval.reader.model import Reader
-from retrieval.training.evaluation import MIN_ANSWERED_SHARE, calibrate, usable_threshold
+from retrieval.training.evaluation import MAX_WITHHELD_RIGHT, MIN_ANSWERED_SHARE, calibrate, usable_threshold
 from retrieval.training.spawn import spawn_training
 
 EPOCHS = 6
@@ -136,7 +136,11 @@ def test_calibration_stores_a_threshold_that_maximises_squad2_f1(full_run, squad
     scores = result["scores"]
     assert scores["HasAns_total"] == 12 and scores["NoAns_total"] == 2
     assert result["f1_at_best_f1_threshold"] >= result["scores_never_abstaining"]["f1"]
-    if result["answerable_share_answered_at_best_f1_threshold"] >= MIN_ANSWERED_SHARE:
+    kept = (
+        result["answerable_share_answered_at_best_f1_threshold"] >= MIN_ANSWERED_SHARE
+        and result["withheld_answerable_right_at_best_f1_threshold"] < MAX_WITHHELD_RIGHT
+    )
+    if kept:
         assert stored == result["best_f1_threshold"]
         assert scores["f1"] == pytest.approx(result["f1_at_best_f1_threshold"])
     else:  # the tiny model cannot tell unanswerable questions apart: it answers everything
@@ -145,10 +149,19 @@ def test_calibration_stores_a_threshold_that_maximises_squad2_f1(full_run, squad
 
 
 def test_a_threshold_that_answers_too_few_answerable_questions_is_not_kept():
-    confidences = [0.95, 0.2, 0.3]
+    answerable = [(0.95, True), (0.2, False), (0.3, True)]
 
-    assert usable_threshold(0.25, confidences) == (0.25, pytest.approx(2 / 3))
-    assert usable_threshold(0.9, confidences) == (0.0, pytest.approx(1 / 3))
+    assert usable_threshold(0.25, answerable) == (0.25, pytest.approx(2 / 3), 0.0)
+    assert usable_threshold(0.9, answerable) == (0.0, pytest.approx(1 / 3), 0.5)
+
+
+def test_a_threshold_that_withholds_mostly_right_answers_is_not_kept():
+    """Both answer 3 of 5; an answer withheld that is right as often as not is better given with a hedge."""
+    withholds_wrong = [(0.9, True), (0.8, True), (0.7, False), (0.2, False), (0.1, False)]
+    withholds_half_right = [(0.9, True), (0.8, True), (0.7, False), (0.2, True), (0.1, False)]
+
+    assert usable_threshold(0.5, withholds_wrong) == (0.5, pytest.approx(0.6), 0.0)
+    assert usable_threshold(0.5, withholds_half_right) == (0.0, pytest.approx(0.6), 0.5)
 
 
 def test_calibration_rejects_a_file_without_unanswerable_questions(full_run, squad_file):
