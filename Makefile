@@ -117,11 +117,11 @@ average-reader: $(QA_VENV)/.installed ## average READER_RUN's last AVERAGE_LAST 
 
 # The knowledge base's domain (retrieval/training/domain.py): its fit-half questions, DOMAIN_REPEAT
 # times each, and the questions written from its documents (DOMAIN_AUTHORED), DOMAIN_AUTHORED_REPEAT
-# times each, beside DOMAIN_SQUAD SQuAD questions (sampled with DOMAIN_SEED), read with negative passages and shared
-# normalisation from READER; its held-out half stays unseen for `make calibrate-confidence`.
-# Without jemalloc: see train-reader. Resumes DOMAIN_RUN; ship it with READER_RUN=$(DOMAIN_RUN).
-# DOMAIN_AUTHORED may list several files; stage 12 added tests/data/knowledge_authored_qa_2.json
-# (not shipped: models/reader/README.md).
+# times each, beside DOMAIN_SQUAD SQuAD questions (sampled with DOMAIN_SEED), read with negative
+# passages and shared normalisation from READER; its held-out half stays unseen for
+# `make calibrate-confidence`. Without jemalloc: see train-reader. Resumes DOMAIN_RUN; ship it with
+# READER_RUN=$(DOMAIN_RUN). DOMAIN_AUTHORED may list several files: stage 13 (shipped) read both
+# sets of written questions, three times each (models/reader/README.md has its command).
 DOMAIN_RUN ?= var/reader-domain
 DOMAIN_SQUAD ?= 4000
 DOMAIN_REPEAT ?= 6
