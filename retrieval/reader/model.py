@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -187,6 +188,7 @@ class Reader:
                 plan, query_index, question, passages, relevances[query_index] if relevances else None
             )
         pairs, owners, priors = plan.pairs, plan.owners, plan.priors
+        read_per_query = Counter(query_index for query_index, _ in owners)
         windows = encode_pairs(self.tokenizer, pairs, self.config.features)
         logits = self.window_logits(windows)
         by_query: list[list[int]] = [[] for _ in queries]
@@ -201,7 +203,7 @@ class Reader:
                 owners,
                 priors,
                 top_n,
-                passages_read=sum(owner == query_index for owner, _ in owners),
+                passages_read=read_per_query[query_index],
             )
             for query_index, indices in enumerate(by_query)
         ]

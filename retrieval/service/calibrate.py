@@ -32,10 +32,9 @@ from typing import Any
 from tqdm import tqdm
 
 from retrieval.digest import file_digest
-from retrieval.reader.metrics import best_over_golds, f1_score
+from retrieval.reader.metrics import RIGHT_F1, best_over_golds, f1_score
 from retrieval.service.answering import QAService
 from retrieval.service.calibration import (
-    RIGHT_F1,
     AnswerSignals,
     ConfidenceCalibration,
     expected_calibration_error,

@@ -35,7 +35,6 @@ import numpy as np
 from retrieval.reader.metrics import f1_score
 
 CALIBRATION_FILE = "confidence_calibration.json"
-RIGHT_F1 = 0.5  # an answer counts as right when its F1 against a gold answer reaches this
 _EPSILON = 1e-4  # shares are clipped to [eps, 1 - eps] before the logit
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from retrieval.documents import Passage
-from retrieval.reader.metrics import ScoredQuestion, best_abstention_threshold, squad_scores
+from retrieval.reader.metrics import RIGHT_F1, ScoredQuestion, best_abstention_threshold, squad_scores
 from retrieval.reader.model import Reader
 from retrieval.training.data import Example, load_examples
 
@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 # gives its unsure answers with a hedge, so such answers are better given than withheld.
 MIN_ANSWERED_SHARE = 0.5
 MAX_WITHHELD_RIGHT = 0.5
-RIGHT_F1 = 0.5
 
 
 def gold_passage_queries(examples: Sequence[Example]) -> list[tuple[str, list[Passage]]]:
